@@ -1,0 +1,196 @@
+"""The ``hiem`` command: serve, worker, topics, subscriptions, deliveries, db."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hiem.config import Settings, load_settings
+from hiem.errors import ConfigError
+
+log = logging.getLogger("hiem")
+
+DEV_BANNER = """
+############################################################################
+#  hiem is running in DEV MODE: NOT FOR PRODUCTION.                        #
+#  No SAML assertion or signature is required, loopback and private        #
+#  consumer addresses are allowed, and audit records are marked            #
+#  unauthenticated. Never expose this process to a network.                #
+############################################################################
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        if getattr(args, "dev", False):
+            settings = settings.with_dev()
+        return int(args.func(args, settings) or 0)
+    except ConfigError as exc:
+        print(f"hiem: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hiem", description="NHIN HIEM v2.0 notification broker")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the broker (embedded worker unless HIEM_BROKER_URL is set)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--dev", action="store_true", help="dev mode: no security checks, loopback only")
+    serve.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="run a Celery worker for the configured broker")
+    worker.add_argument("--concurrency", "-c", type=int, default=None)
+    worker.add_argument("--loglevel", "-l", default="INFO")
+    worker.add_argument("--no-sweeper", action="store_true", help="do not run the outbox sweeper here")
+    worker.add_argument("--dev", action="store_true", help="allow loopback/private consumer addresses")
+    worker.set_defaults(func=_worker)
+
+    topics = sub.add_parser("topics", help="topic trees").add_subparsers(required=True, metavar="ACTION")
+    load = topics.add_parser("load", help="load TopicNamespace documents (idempotent)")
+    load.add_argument("files", nargs="+", type=Path)
+    load.set_defaults(func=_topics_load)
+    topics.add_parser("list", help="print the topic trees").set_defaults(func=_topics_list)
+
+    subs = sub.add_parser("subscriptions", help="subscriptions").add_subparsers(required=True, metavar="ACTION")
+    subs_list = subs.add_parser("list", help="print subscriptions")
+    subs_list.add_argument("--status", choices=["active", "unsubscribed", "expired"])
+    subs_list.set_defaults(func=_subscriptions_list)
+
+    dels = sub.add_parser("deliveries", help="deliveries").add_subparsers(required=True, metavar="ACTION")
+    dels_list = dels.add_parser("list", help="print deliveries, newest first")
+    dels_list.add_argument("--state", choices=["pending", "in_flight", "retrying", "delivered", "dead",
+                                               "cancelled"])
+    dels_list.add_argument("--limit", type=int, default=200)
+    dels_list.set_defaults(func=_deliveries_list)
+    replay = dels.add_parser("replay", help="send dead deliveries again")
+    target = replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("ids", nargs="*", type=int, default=[])
+    target.add_argument("--all-dead", action="store_true")
+    replay.set_defaults(func=_deliveries_replay)
+
+    db = sub.add_parser("db", help="database").add_subparsers(required=True, metavar="ACTION")
+    db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
+    return parser
+
+
+# -- serve / worker -----------------------------------------------------------------------------------------
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.server import run_server
+
+    if settings.dev:
+        if not ipaddress.ip_address(_host_ip(args.host)).is_loopback:
+            print("hiem: --dev binds to loopback only; use --host 127.0.0.1", file=sys.stderr)
+            return 2
+        print(DEV_BANNER, file=sys.stderr, flush=True)
+    return run_server(settings, host=args.host, port=args.port, threads=args.threads)
+
+
+def _host_ip(host: str) -> str:
+    return "127.0.0.1" if host == "localhost" else host
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.server import run_worker
+
+    if settings.embedded:
+        print("hiem worker needs HIEM_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without it `hiem serve` "
+              "runs its own embedded worker", file=sys.stderr)
+        return 2
+    return run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel,
+                      sweeper=not args.no_sweeper)
+
+
+# -- operator commands ----------------------------------------------------------------------------------------
+def _topics_load(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import load_topic_files, open_database
+
+    for path in args.files:
+        if not path.is_file():
+            print(f"hiem: no such file: {path}", file=sys.stderr)
+            return 2
+    results = load_topic_files(open_database(settings), list(args.files))
+    for result in results:
+        print(f"{result.namespace}: {result.added} topics added, {result.existing} already loaded")
+    return 0
+
+
+def _topics_list(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import topics
+
+    db = open_database(settings)
+    with db.session() as session:
+        current = None
+        for uri, path in topics.tree_rows(session):
+            if uri != current:
+                print(f"{{{uri}}}")
+                current = uri
+            depth = path.count("/")
+            print(f"{'  ' * (depth + 1)}{path.rsplit('/', 1)[-1]}    ({path})")
+    return 0
+
+
+def _subscriptions_list(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import subscriptions
+
+    db = open_database(settings)
+    with db.session() as session:
+        rows = subscriptions.list_subscriptions(session, args.status)
+        print(f"{'id':36}  {'status':12}  {'created (UTC)':19}  {'dialect':8}  topic  ->  consumer")
+        for s in rows:
+            print(f"{s.id:36}  {s.status:12}  {s.created_at:%Y-%m-%d %H:%M:%S}  {s.dialect.rsplit('/', 1)[-1]:8}  "
+                  f"{s.topic_expression}  ->  {s.consumer_address}")
+    return 0
+
+
+def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import deliveries
+
+    db = open_database(settings)
+    with db.session() as session:
+        rows = deliveries.list_deliveries(session, args.state, args.limit)
+        print(f"{'id':>8}  {'notif':>7}  {'state':10}  {'tries':>5}  {'updated (UTC)':19}  subscription / last error")
+        for d in rows:
+            print(f"{d.id:>8}  {d.notification_id:>7}  {d.state:10}  {d.attempts:>5}  "
+                  f"{d.updated_at:%Y-%m-%d %H:%M:%S}  {d.subscription_id}  {d.last_error or ''}")
+    return 0
+
+
+def _deliveries_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import deliveries
+
+    db = open_database(settings)
+    with db.session() as session:
+        ids = deliveries.replay(session, None if args.all_dead else list(args.ids))
+    if not ids:
+        print("no dead deliveries matched")
+        return 1 if args.ids else 0
+    shown = ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else "")
+    print(f"replaying {len(ids)} deliveries ({shown}); a worker's sweeper picks them up within seconds")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+
+    open_database(settings)
+    print("database schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""All of hiem's settings, read once from ``HIEM_*`` environment variables into one frozen object.
+
+No other module reads ``os.environ``: build a :class:`Settings` with :func:`load_settings` and pass it
+down. Every variable, its default and its meaning:
+
+=============================== ================================ ==========================================
+variable                        default                          meaning
+=============================== ================================ ==========================================
+HIEM_DATABASE_URL               sqlite:///hiem.db                SQLAlchemy URL (``postgresql+psycopg://``)
+HIEM_BROKER_URL                 (empty: embedded)                Celery broker; empty = in-process worker
+HIEM_QUEUE                      hiem                             Celery queue name (one per deployment)
+HIEM_PUBLIC_URL                 (empty: from the request)        base URL written into EPRs we hand out
+HIEM_TOPICS_DIR                 ./topics                         TopicNamespace documents loaded at start
+HIEM_MAX_REQUEST_BYTES          1048576                          larger SOAP requests refused unparsed
+HIEM_MAX_XML_DEPTH              64                               deeper documents refused
+HIEM_MAX_XML_ELEMENTS           20000                            documents with more elements refused
+HIEM_CONNECT_TIMEOUT            5                                delivery connect timeout, seconds
+HIEM_READ_TIMEOUT               20                               delivery read timeout, seconds
+HIEM_MAX_ATTEMPTS               12                               delivery attempts before dead
+HIEM_MAX_AGE                    86400                            seconds after which a delivery is dead
+HIEM_BACKOFF_BASE               2                                first retry delay, seconds (doubles)
+HIEM_BACKOFF_MAX                900                              retry delay ceiling, seconds
+HIEM_VISIBILITY_TIMEOUT         60                               in-flight lease; sweeper re-queues after
+HIEM_SWEEP_INTERVAL             2                                seconds between sweeper passes
+HIEM_FANOUT_BATCH               500                              deliveries created/enqueued per batch
+HIEM_WORKER_CONCURRENCY         8                                embedded worker threads
+HIEM_ALLOW_PRIVATE_CONSUMERS    0                                1 = loopback/private consumer addresses ok
+HIEM_DEV                        0                                1 = dev mode (same as ``serve --dev``)
+=============================== ================================ ==========================================
+
+A malformed value raises :class:`hiem.errors.ConfigError` naming the variable and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+from hiem.errors import ConfigError
+from hiem.xmlsafe import XmlLimits
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "sqlite:///hiem.db"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How hard and how long hiem tries to hand a Notify to a consumer."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    max_attempts: int = 12
+    max_age_seconds: float = 86_400.0
+    backoff_base: float = 2.0
+    backoff_max: float = 900.0
+    visibility_timeout: float = 60.0
+    sweep_interval: float = 2.0
+    fanout_batch: int = 500
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, grouped; build it with :func:`load_settings`."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = ""
+    queue: str = "hiem"
+    public_url: str = ""
+    topics_dir: str = "topics"
+    dev: bool = False
+    worker_concurrency: int = 8
+    xml_limits: XmlLimits = field(default_factory=XmlLimits)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+
+    @property
+    def embedded(self) -> bool:
+        """No broker configured: Celery runs its worker inside the ``hiem serve`` process."""
+        return not self.broker_url
+
+    def with_dev(self) -> Settings:
+        """The dev-mode variant: private/loopback consumers allowed (the policy, not scattered ifs)."""
+        return replace(self, dev=True, delivery=replace(self.delivery, allow_private_addresses=True))
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(raw)
+
+
+def _read(env: Mapping[str, str], name: str, cast: Callable[[str], T], default: T) -> T:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {cast.__name__.lstrip('_')}") from None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    d = DeliverySettings()
+    delivery = DeliverySettings(
+        connect_timeout=_read(env, "HIEM_CONNECT_TIMEOUT", float, d.connect_timeout),
+        read_timeout=_read(env, "HIEM_READ_TIMEOUT", float, d.read_timeout),
+        max_attempts=_read(env, "HIEM_MAX_ATTEMPTS", int, d.max_attempts),
+        max_age_seconds=_read(env, "HIEM_MAX_AGE", float, d.max_age_seconds),
+        backoff_base=_read(env, "HIEM_BACKOFF_BASE", float, d.backoff_base),
+        backoff_max=_read(env, "HIEM_BACKOFF_MAX", float, d.backoff_max),
+        visibility_timeout=_read(env, "HIEM_VISIBILITY_TIMEOUT", float, d.visibility_timeout),
+        sweep_interval=_read(env, "HIEM_SWEEP_INTERVAL", float, d.sweep_interval),
+        fanout_batch=max(1, _read(env, "HIEM_FANOUT_BATCH", int, d.fanout_batch)),
+        allow_private_addresses=_read(env, "HIEM_ALLOW_PRIVATE_CONSUMERS", _bool, d.allow_private_addresses),
+    )
+    limits = XmlLimits(
+        max_bytes=_read(env, "HIEM_MAX_REQUEST_BYTES", int, XmlLimits.max_bytes),
+        max_depth=_read(env, "HIEM_MAX_XML_DEPTH", int, XmlLimits.max_depth),
+        max_elements=_read(env, "HIEM_MAX_XML_ELEMENTS", int, XmlLimits.max_elements),
+    )
+    settings = Settings(
+        database_url=_read(env, "HIEM_DATABASE_URL", str, DEFAULT_DATABASE_URL),
+        broker_url=_read(env, "HIEM_BROKER_URL", str, ""),
+        queue=_read(env, "HIEM_QUEUE", str, "hiem"),
+        public_url=_read(env, "HIEM_PUBLIC_URL", str, "").rstrip("/"),
+        topics_dir=_read(env, "HIEM_TOPICS_DIR", str, "topics"),
+        worker_concurrency=max(1, _read(env, "HIEM_WORKER_CONCURRENCY", int, 8)),
+        xml_limits=limits,
+        delivery=delivery,
+    )
+    if _read(env, "HIEM_DEV", _bool, False):
+        settings = settings.with_dev()
+    return settings

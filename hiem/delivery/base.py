@@ -1,0 +1,38 @@
+"""The delivery seam: one method, ``deliver(request) -> outcome``, shaped like httpx's BaseTransport.
+
+Channels translate their library's exceptions into the :class:`hiem.errors.DeliveryError` tree (raised
+``from`` the original) and declare which errors are worth retrying, so the worker's retry policy is data,
+not a pile of except clauses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hiem.errors import DeliveryError
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    """One fully built SOAP message for one consumer."""
+
+    address: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    message_id: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    status_code: int
+    elapsed_seconds: float
+
+
+class DeliveryChannel(Protocol):
+    #: errors for which another attempt later may succeed
+    retryable_errors: tuple[type[DeliveryError], ...]
+
+    def deliver(self, request: DeliveryRequest) -> DeliveryOutcome: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,274 @@
+"""The notification outbox and the delivery state machine.
+
+::
+
+    pending --claim--> in_flight --ok--> delivered
+       ^                  |  \\--final error / attempts or age exhausted--> dead --replay--> pending
+       |                  \\--retryable error--> retrying --(due: sweeper)--> pending
+       +--(lease expired: sweeper or broker redelivery)-- in_flight
+
+Every transition is a conditional UPDATE, so duplicate task messages (broker redelivery, two sweepers)
+can never deliver the same row twice concurrently: the loser's UPDATE matches no row.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import DateTime, Integer, String, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from hiem.config import DeliverySettings
+from hiem.store.db import as_utc, utcnow
+from hiem.store.models import (
+    Delivery,
+    DeliveryState,
+    FanoutState,
+    Notification,
+    Subscription,
+    SubscriptionStatus,
+    SubscriptionTopic,
+)
+
+S = DeliveryState
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    message_id: str | None
+    topic_id: int
+    topic_namespace: str
+    topic_path: str
+    message_xml: bytes
+    producer_reference: bytes
+    publisher: str | None
+
+
+def record_notification(session: Session, new: NewNotification) -> Notification:
+    """The outbox row: the notification and its pending fan-out job, in the caller's transaction."""
+    now = utcnow()
+    row = Notification(
+        message_id=new.message_id, topic_id=new.topic_id, topic_namespace=new.topic_namespace,
+        topic_path=new.topic_path, message_xml=new.message_xml, producer_reference=new.producer_reference,
+        publisher=new.publisher, received_at=now, fanout_state=FanoutState.PENDING.value,
+        fanout_enqueued_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def fan_out(session: Session, notification_id: int) -> int:
+    """Create one pending delivery per matching active subscription, in the database, idempotently.
+
+    One INSERT ... SELECT from the compiled topic index: nothing is loaded into Python, and a re-run
+    (redelivered task) inserts nothing new thanks to the (notification, subscription) unique key.
+    """
+    notification = session.get(Notification, notification_id)
+    if notification is None or notification.fanout_state == FanoutState.DONE.value:
+        return 0
+    now = utcnow()
+    when = bindparam("now", now, type_=DateTime(timezone=True))
+    matches = (
+        select(
+            literal(notification_id, Integer), SubscriptionTopic.subscription_id,
+            literal(S.PENDING.value, String), literal(0, Integer), when, when,
+        )
+        .join(Subscription, Subscription.id == SubscriptionTopic.subscription_id)
+        .where(
+            SubscriptionTopic.topic_id == notification.topic_id,
+            Subscription.status == SubscriptionStatus.ACTIVE.value,
+            or_(Subscription.termination_time.is_(None), Subscription.termination_time > when),
+        )
+    )
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(Delivery).from_select(
+        ["notification_id", "subscription_id", "state", "attempts", "created_at", "updated_at"], matches
+    ).on_conflict_do_nothing(index_elements=["notification_id", "subscription_id"])
+    session.execute(statement)
+    matched = session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.notification_id == notification_id))
+    notification.matched = matched or 0
+    notification.fanout_state = FanoutState.DONE.value
+    notification.fanout_done_at = now
+    return notification.matched
+
+
+def next_unqueued(session: Session, notification_id: int, after_id: int, limit: int) -> list[int]:
+    """Keyset page of a notification's deliveries not yet handed to the broker."""
+    return list(session.scalars(
+        select(Delivery.id)
+        .where(Delivery.notification_id == notification_id, Delivery.id > after_id,
+               Delivery.state == S.PENDING.value, Delivery.enqueued_at.is_(None))
+        .order_by(Delivery.id).limit(limit)
+    ))
+
+
+def mark_enqueued(session: Session, ids: list[int]) -> None:
+    if ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(enqueued_at=utcnow()))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Everything a worker needs to send one delivery, read in the claiming transaction."""
+
+    delivery_id: int
+    attempt: int
+    notification_id: int
+    subscription_id: str
+    consumer_address: str
+    consumer_reference_parameters: bytes
+    manager_address: str
+    dialect: str
+    soap_version: str
+    topic_namespace: str
+    topic_path: str
+    message_xml: bytes
+    producer_reference: bytes
+    created_at: datetime
+
+
+def claim(session: Session, delivery_id: int, lease_seconds: float) -> Claim | None:
+    """Take a delivery for one attempt, or None when someone else has it / it needs no attempt."""
+    now = utcnow()
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, or_(
+            Delivery.state == S.PENDING.value,
+            and_(Delivery.state == S.IN_FLIGHT.value, Delivery.lease_until < now),
+        ))
+        .values(state=S.IN_FLIGHT.value, attempts=Delivery.attempts + 1, updated_at=now,
+                lease_until=now + timedelta(seconds=lease_seconds))
+    )
+    if result.rowcount != 1:
+        return None
+    delivery = session.get(Delivery, delivery_id)
+    subscription = session.get(Subscription, delivery.subscription_id)
+    notification = session.get(Notification, delivery.notification_id)
+    if subscription.status != SubscriptionStatus.ACTIVE.value:
+        delivery.state = S.CANCELLED.value
+        delivery.last_error = f"subscription {subscription.status}"
+        return None
+    return Claim(
+        delivery_id=delivery.id, attempt=delivery.attempts, notification_id=notification.id,
+        subscription_id=subscription.id, consumer_address=subscription.consumer_address,
+        consumer_reference_parameters=subscription.consumer_reference_parameters,
+        manager_address=subscription.manager_address, dialect=subscription.dialect,
+        soap_version=subscription.soap_version, topic_namespace=notification.topic_namespace,
+        topic_path=notification.topic_path, message_xml=notification.message_xml,
+        producer_reference=notification.producer_reference, created_at=as_utc(delivery.created_at),
+    )
+
+
+def record_delivered(session: Session, claim_: Claim, status_code: int | None) -> bool:
+    now = utcnow()
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id == claim_.delivery_id, Delivery.state == S.IN_FLIGHT.value,
+               Delivery.attempts == claim_.attempt)
+        .values(state=S.DELIVERED.value, delivered_at=now, updated_at=now, last_status=status_code,
+                lease_until=None, last_error=None)
+    )
+    return result.rowcount == 1
+
+
+def backoff_seconds(attempt: int, settings: DeliverySettings, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog's "full jitter"), floored by Retry-After."""
+    ceiling = min(settings.backoff_max, settings.backoff_base * (2 ** max(0, attempt - 1)))
+    delay = random.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.backoff_max))
+    return delay
+
+
+def record_failure(session: Session, claim_: Claim, *, error: str, status_code: int | None, retryable: bool,
+                   retry_after: float | None, settings: DeliverySettings) -> str:
+    """Record a failed attempt; returns the new state (retrying or dead)."""
+    now = utcnow()
+    age = (now - claim_.created_at).total_seconds()
+    exhausted = claim_.attempt >= settings.max_attempts or age >= settings.max_age_seconds
+    state = S.RETRYING if retryable and not exhausted else S.DEAD
+    if state is S.DEAD and retryable:
+        error = f"{error} (gave up after {claim_.attempt} attempts, {int(age)} s)"
+    next_at = now + timedelta(seconds=backoff_seconds(claim_.attempt, settings, retry_after)) \
+        if state is S.RETRYING else None
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == claim_.delivery_id, Delivery.state == S.IN_FLIGHT.value,
+               Delivery.attempts == claim_.attempt)
+        .values(state=state.value, last_error=error[:500], last_status=status_code, updated_at=now,
+                next_attempt_at=next_at, lease_until=None)
+    )
+    return state.value
+
+
+# -- the sweeper's queries ---------------------------------------------------------------------------------
+def stale_fanouts(session: Session, older_than: datetime, limit: int) -> list[int]:
+    """Notifications whose fan-out was queued long ago and never finished (lost message, crash)."""
+    query = (select(Notification.id)
+             .where(Notification.fanout_state == FanoutState.PENDING.value,
+                    or_(Notification.fanout_enqueued_at.is_(None), Notification.fanout_enqueued_at < older_than))
+             .order_by(Notification.id).limit(limit))
+    ids = list(session.scalars(_skip_locked(session, query)))
+    if ids:
+        session.execute(update(Notification).where(Notification.id.in_(ids)).values(fanout_enqueued_at=utcnow()))
+    return ids
+
+
+def requeue_due(session: Session, older_than: datetime, limit: int) -> list[int]:
+    """Deliveries to hand to the broker again, moved to pending with a fresh enqueued_at:
+
+    * pending but queued before ``older_than`` (or never queued and created before it),
+    * in_flight whose lease expired (the worker died mid-attempt),
+    * retrying whose next attempt is due.
+    """
+    now = utcnow()
+    query = (select(Delivery.id).where(or_(
+        and_(Delivery.state == S.PENDING.value,
+             or_(Delivery.enqueued_at < older_than,
+                 and_(Delivery.enqueued_at.is_(None), Delivery.created_at < older_than)))
+        , and_(Delivery.state == S.IN_FLIGHT.value, Delivery.lease_until < now)
+        , and_(Delivery.state == S.RETRYING.value, Delivery.next_attempt_at <= now)
+    )).order_by(Delivery.id).limit(limit))
+    ids = list(session.scalars(_skip_locked(session, query)))
+    if ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.state != S.IN_FLIGHT.value)
+                        .values(state=S.PENDING.value, enqueued_at=now, updated_at=now))
+        session.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.state == S.IN_FLIGHT.value)
+                        .values(enqueued_at=now))
+    return ids
+
+
+def replay(session: Session, ids: list[int] | None = None) -> list[int]:
+    """Give dead deliveries (all of them when ``ids`` is None) a fresh attempt budget, due now.
+
+    They become ``retrying`` with ``next_attempt_at = now``: the sweeper of whichever process runs it
+    (embedded or distributed) hands them to a worker within one sweep interval.
+    """
+    query = select(Delivery.id).where(Delivery.state == S.DEAD.value)
+    if ids is not None:
+        query = query.where(Delivery.id.in_(ids))
+    found = list(session.scalars(query))
+    if found:
+        now = utcnow()
+        session.execute(update(Delivery).where(Delivery.id.in_(found)).values(
+            state=S.RETRYING.value, attempts=0, created_at=now, updated_at=now, next_attempt_at=now))
+    return found
+
+
+def list_deliveries(session: Session, state: str | None = None, limit: int = 200) -> list[Delivery]:
+    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    if state:
+        query = query.where(Delivery.state == state)
+    return list(session.scalars(query))
+
+
+def _skip_locked(session: Session, query):  # type: ignore[no-untyped-def]
+    # PostgreSQL: two sweepers never pick the same rows; SQLite serializes writers anyway.
+    if session.bind.dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query

@@ -1,0 +1,147 @@
+"""The database schema: topic trees, subscriptions, notifications (the outbox) and deliveries.
+
+Design notes (see DESIGN.md):
+
+* Topic trees are rows (namespace, parent, name, full path), loaded from TopicNamespace documents.
+* A subscription's topic expression is compiled at Subscribe time into ``subscription_topics`` rows:
+  the topic nodes it covers in the loaded trees. Matching a notification is then one indexed lookup by
+  topic id, O(matches) whatever the number of subscriptions.
+* ``notifications`` is the outbox: the row and its fan-out job (``fanout_state='pending'``) are written in
+  the publisher's transaction; a sweeper re-enqueues anything stuck.
+* ``deliveries`` has one row per (notification, subscription), unique, so re-running a fan-out never
+  duplicates. The row is the state machine operators query.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real bigint.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SubscriptionStatus(str, Enum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    EXPIRED = "expired"
+
+
+class DeliveryState(str, Enum):
+    PENDING = "pending"        # created, waiting for a worker (enqueued_at says when it was queued)
+    IN_FLIGHT = "in_flight"    # claimed by a worker until lease_until
+    RETRYING = "retrying"      # failed retryably; due again at next_attempt_at
+    DELIVERED = "delivered"
+    DEAD = "dead"              # final failure or attempts/age exhausted; can be replayed
+    CANCELLED = "cancelled"    # the subscription ended before the notification could be sent
+
+
+class FanoutState(str, Enum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+class TopicNamespaceRow(Base):
+    __tablename__ = "topic_namespaces"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uri: Mapped[str] = mapped_column(String(1024), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str | None] = mapped_column(String(1024))
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TopicRow(Base):
+    __tablename__ = "topics"
+    __table_args__ = (UniqueConstraint("namespace_id", "path", name="uq_topics_namespace_path"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("topic_namespaces.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(2048))  # "GIPSE/Biosurveillance/InfluenzaLikeIllness"
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    consumer_address: Mapped[str] = mapped_column(String(2048))
+    consumer_reference_parameters: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    manager_address: Mapped[str] = mapped_column(String(2048))
+    topic_expression: Mapped[str] = mapped_column(Text)
+    dialect: Mapped[str] = mapped_column(String(255))
+    topic_namespaces: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    is_wildcard: Mapped[bool] = mapped_column(Boolean, default=False)
+    soap_version: Mapped[str] = mapped_column(String(8), default="1.2")
+    status: Mapped[str] = mapped_column(String(16), default=SubscriptionStatus.ACTIVE.value, index=True)
+    subscriber: Mapped[str | None] = mapped_column(String(512))
+    organization: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    termination_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SubscriptionTopic(Base):
+    __tablename__ = "subscription_topics"
+    __table_args__ = (Index("ix_subscription_topics_topic", "topic_id", "subscription_id"),)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"), primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"), primary_key=True)
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_fanout", "fanout_state", "fanout_enqueued_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str | None] = mapped_column(String(512))
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    topic_namespace: Mapped[str] = mapped_column(String(1024))
+    topic_path: Mapped[str] = mapped_column(String(2048))
+    message_xml: Mapped[bytes] = mapped_column(LargeBinary)
+    producer_reference: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    publisher: Mapped[str | None] = mapped_column(String(512))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fanout_state: Mapped[str] = mapped_column(String(16), default=FanoutState.PENDING.value)
+    fanout_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    fanout_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "subscription_id", name="uq_deliveries_pair"),
+        Index("ix_deliveries_state_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_subscription", "subscription_id", "notification_id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,86 @@
+"""Subscriptions: creating them with their compiled topic set, ending them, listing them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hiem.store.db import utcnow
+from hiem.store.models import Subscription, SubscriptionStatus, SubscriptionTopic
+
+
+@dataclass(frozen=True)
+class NewSubscription:
+    id: str
+    consumer_address: str
+    consumer_reference_parameters: bytes
+    manager_address: str
+    topic_expression: str
+    dialect: str
+    topic_namespaces: dict[str, str]
+    is_wildcard: bool
+    soap_version: str
+    created_at: datetime
+    termination_time: datetime | None = None
+    subscriber: str | None = None
+    organization: str | None = None
+
+
+def create(session: Session, new: NewSubscription, topic_ids: Iterable[int]) -> Subscription:
+    row = Subscription(
+        id=new.id, consumer_address=new.consumer_address,
+        consumer_reference_parameters=new.consumer_reference_parameters, manager_address=new.manager_address,
+        topic_expression=new.topic_expression, dialect=new.dialect, topic_namespaces=new.topic_namespaces,
+        is_wildcard=new.is_wildcard, soap_version=new.soap_version, status=SubscriptionStatus.ACTIVE.value,
+        subscriber=new.subscriber, organization=new.organization, created_at=new.created_at,
+        termination_time=new.termination_time,
+    )
+    session.add(row)
+    session.flush()
+    session.add_all(SubscriptionTopic(subscription_id=new.id, topic_id=tid) for tid in set(topic_ids))
+    return row
+
+
+def get(session: Session, subscription_id: str) -> Subscription | None:
+    return session.get(Subscription, subscription_id)
+
+
+def end(session: Session, subscription_id: str, status: SubscriptionStatus) -> Subscription | None:
+    """End an active subscription (kept as a record); None when it is unknown or already ended.
+
+    The conditional UPDATE makes two concurrent Unsubscribes safe: exactly one of them wins.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription_id, Subscription.status == SubscriptionStatus.ACTIVE.value)
+        .values(status=status.value, terminated_at=now)
+    )
+    if result.rowcount != 1:
+        return None
+    return session.get(Subscription, subscription_id)
+
+
+def list_subscriptions(session: Session, status: str | None = None, limit: int = 1000) -> list[Subscription]:
+    query = select(Subscription).order_by(Subscription.created_at).limit(limit)
+    if status:
+        query = query.where(Subscription.status == status)
+    return list(session.scalars(query))
+
+
+def active_wildcards(session: Session) -> list[Subscription]:
+    return list(session.scalars(select(Subscription).where(
+        Subscription.status == SubscriptionStatus.ACTIVE.value, Subscription.is_wildcard.is_(True))))
+
+
+def add_topics(session: Session, subscription_id: str, topic_ids: Iterable[int]) -> int:
+    """Extend a subscription's compiled topic set (after new topics were loaded); returns rows added."""
+    have = set(session.scalars(select(SubscriptionTopic.topic_id).where(
+        SubscriptionTopic.subscription_id == subscription_id)))
+    new = set(topic_ids) - have
+    session.add_all(SubscriptionTopic(subscription_id=subscription_id, topic_id=t) for t in new)
+    return len(new)

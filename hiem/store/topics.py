@@ -1,0 +1,85 @@
+"""Topic trees in the database: loading TopicNamespace documents, resolving topics, listing trees."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hiem.store.db import utcnow
+from hiem.store.models import TopicNamespaceRow, TopicRow
+from hiem.wstopics import TopicNamespace, TopicPath
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    namespace: str
+    added: int
+    existing: int
+
+
+def load_namespace(session: Session, doc: TopicNamespace, source: str | None = None) -> LoadResult:
+    """Insert the namespace's topics that are not there yet (idempotent; never deletes)."""
+    ns_row = session.scalar(select(TopicNamespaceRow).where(TopicNamespaceRow.uri == doc.target_namespace))
+    if ns_row is None:
+        ns_row = TopicNamespaceRow(uri=doc.target_namespace, name=doc.name, final=doc.final, source=source,
+                                   loaded_at=utcnow())
+        session.add(ns_row)
+        session.flush()
+    else:
+        ns_row.name, ns_row.final, ns_row.source, ns_row.loaded_at = doc.name, doc.final, source, utcnow()
+    existing = {row.path: row for row in session.scalars(select(TopicRow).where(TopicRow.namespace_id == ns_row.id))}
+    added = 0
+    # document order guarantees parents come before their children
+    for node in doc.nodes:
+        key = "/".join(node.path.path)
+        if key in existing:
+            existing[key].final = node.final
+            continue
+        parent = existing.get("/".join(node.path.path[:-1])) if len(node.path.path) > 1 else None
+        row = TopicRow(namespace_id=ns_row.id, parent_id=parent.id if parent else None,
+                       name=node.path.path[-1], path=key, final=node.final)
+        session.add(row)
+        session.flush()
+        existing[key] = row
+        added += 1
+    return LoadResult(doc.target_namespace, added, len(existing) - added)
+
+
+def topic_id(session: Session, topic: TopicPath) -> int | None:
+    """The id of a topic in the loaded trees, or None when no tree has it."""
+    return session.scalar(
+        select(TopicRow.id)
+        .join(TopicNamespaceRow, TopicRow.namespace_id == TopicNamespaceRow.id)
+        .where(TopicNamespaceRow.uri == topic.namespace, TopicRow.path == "/".join(topic.path))
+    )
+
+
+def all_topics(session: Session) -> dict[TopicPath, int]:
+    """Every known topic with its id (trees are small: hundreds of nodes, not millions)."""
+    rows = session.execute(
+        select(TopicNamespaceRow.uri, TopicRow.path, TopicRow.id).join(
+            TopicNamespaceRow, TopicRow.namespace_id == TopicNamespaceRow.id)
+    )
+    return {TopicPath(uri, tuple(path.split("/"))): id_ for uri, path, id_ in rows}
+
+
+def topic_ids(session: Session, topics: Iterable[TopicPath]) -> list[int]:
+    known = all_topics(session)
+    return [known[t] for t in topics if t in known]
+
+
+def namespaces(session: Session) -> list[TopicNamespaceRow]:
+    return list(session.scalars(select(TopicNamespaceRow).order_by(TopicNamespaceRow.uri)))
+
+
+def tree_rows(session: Session) -> list[tuple[str, str]]:
+    """(namespace uri, path) for every topic, sorted so each tree reads top-down."""
+    rows = session.execute(
+        select(TopicNamespaceRow.uri, TopicRow.path).join(
+            TopicNamespaceRow, TopicRow.namespace_id == TopicNamespaceRow.id).order_by(
+            TopicNamespaceRow.uri, TopicRow.path)
+    )
+    return [(uri, path) for uri, path in rows]

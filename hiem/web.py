@@ -1,0 +1,121 @@
+"""The WSGI application: routes /wsn/* to the SOAP endpoints, serves the WSDLs, answers /healthz.
+
+Routes:
+
+=========================================== ==================================================
+``POST /wsn/NotificationProducer``          Subscribe
+``POST /wsn/SubscriptionManager[/{id}]``    Unsubscribe (id from nhin:SubscriptionId or the path)
+``POST /wsn/NotificationBroker``            Notify from publishers
+``GET  /wsn/{endpoint}?wsdl``               the endpoint's WSDL (imports the OASIS bw-2/brw-2)
+``GET  /wsdl/{file}``                       the imported WSDL/XSD files
+``GET  /healthz``                           200 + JSON when database and broker answer, else 503
+=========================================== ==================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import unquote
+
+from sqlalchemy import text
+
+from hiem import contract
+from hiem.soap import Operation, SoapEndpoint
+from hiem.wsn import broker, manager, messages, producer
+from hiem.wsn.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+BrokerCheck = Callable[[], bool]
+
+
+def build_endpoints(ctx: ServiceContext) -> dict[str, SoapEndpoint]:
+    limits = ctx.settings.xml_limits
+    return {
+        "NotificationProducer": SoapEndpoint("NotificationProducer", [
+            Operation(messages.SUBSCRIBE, frozenset({messages.ACTION_SUBSCRIBE}),
+                      lambda request: producer.subscribe(ctx, request)),
+        ], limits),
+        "SubscriptionManager": SoapEndpoint("SubscriptionManager", [
+            Operation(messages.UNSUBSCRIBE,
+                      frozenset({messages.ACTION_UNSUBSCRIBE, messages.ACTION_UNSUBSCRIBE_PAUSABLE}),
+                      lambda request: manager.unsubscribe(ctx, request)),
+        ], limits),
+        "NotificationBroker": SoapEndpoint("NotificationBroker", [
+            Operation(messages.NOTIFY, frozenset({messages.ACTION_NOTIFY}),
+                      lambda request: broker.notify(ctx, request)),
+        ], limits),
+    }
+
+
+class HiemApp:
+    """The broker's WSGI callable."""
+
+    def __init__(self, ctx: ServiceContext, broker_check: BrokerCheck) -> None:
+        self.ctx = ctx
+        self.endpoints = build_endpoints(ctx)
+        self.broker_check = broker_check
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        base_url = self.ctx.base_url(_request_base_url(environ))
+        if path == "/healthz":
+            return self._health(start_response)
+        if path.startswith("/wsdl/") and method in {"GET", "HEAD"}:
+            document = contract.served_document(path[len("/wsdl/"):], base_url)
+            if document is None:
+                return _plain(start_response, "404 Not Found", "no such document\n")
+            return _send(start_response, "200 OK", document, "text/xml; charset=utf-8")
+        if not path.startswith("/wsn/"):
+            return _plain(start_response, "404 Not Found", "not found\n")
+        name, _, tail = path[len("/wsn/"):].partition("/")
+        endpoint = self.endpoints.get(name)
+        if endpoint is None or (tail and name != "SubscriptionManager"):
+            return _plain(start_response, "404 Not Found", "no such endpoint\n")
+        if method == "GET" and environ.get("QUERY_STRING", "").lower() in {"wsdl", "wsdl="}:
+            document = contract.service_wsdl(name, f"{base_url}/wsn/{name}", base_url)
+            return _send(start_response, "200 OK", document, "text/xml; charset=utf-8")
+        if method != "POST":
+            start_response("405 Method Not Allowed", [("Allow", "POST"), ("Content-Type", "text/plain")])
+            return [b"POST a SOAP envelope, or GET ?wsdl\n"]
+        environ["hiem.path_id"] = unquote(tail) if tail else None
+        environ["hiem.base_url"] = base_url
+        return endpoint(environ, start_response)
+
+    def _health(self, start_response: StartResponse) -> Iterable[bytes]:
+        checks: dict[str, str] = {}
+        try:
+            with self.ctx.db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means "not healthy"; say which
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            checks["broker"] = "ok" if self.broker_check() else "error: unreachable"
+        except Exception as exc:
+            checks["broker"] = f"error: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in checks.values())
+        body = {"status": "ok" if healthy else "unavailable", "mode": "embedded" if self.ctx.settings.embedded
+                else "distributed", "dev": self.ctx.settings.dev, **checks}
+        return _send(start_response, "200 OK" if healthy else "503 Service Unavailable",
+                     json.dumps(body).encode(), "application/json")
+
+
+def _request_base_url(environ: dict[str, Any]) -> str:
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+    return f"{scheme}://{host}"
+
+
+def _send(start_response: StartResponse, status: str, body: bytes, content_type: str) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _plain(start_response: StartResponse, status: str, message: str) -> list[bytes]:
+    return _send(start_response, status, message.encode(), "text/plain; charset=utf-8")

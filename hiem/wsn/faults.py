@@ -1,0 +1,162 @@
+"""WS-BaseNotification 1.3 faults as exceptions: one class per fault element of b-2.xsd, br-2.xsd, r-2.xsd.
+
+Handlers raise these; only ``hiem.soap`` turns them into SOAP 1.1/1.2 envelopes, with the fault element
+(a WS-BaseFaults ``BaseFaultType`` carrying ``wsrf-bf:Timestamp`` and a human ``wsrf-bf:Description``)
+in the SOAP Detail. ::
+
+    HiemError
+     +-- WsnFault                                  code: Sender unless noted
+          +-- ResourceUnknownFault                 (r-2) unknown or already removed subscription
+          +-- ResourceUnavailableFault             (r-2) Receiver
+          +-- SubscribeCreationFailedFault         Receiver
+          +-- InvalidFilterFault                   lists the UnknownFilter QNames
+          +-- TopicExpressionDialectUnknownFault
+          +-- InvalidTopicExpressionFault
+          +-- TopicNotSupportedFault
+          +-- MultipleTopicsSpecifiedFault
+          +-- InvalidProducerPropertiesExpressionFault
+          +-- InvalidMessageContentExpressionFault
+          +-- UnrecognizedPolicyRequestFault
+          +-- UnsupportedPolicyRequestFault
+          +-- NotifyMessageNotSupportedFault
+          +-- UnacceptableInitialTerminationTimeFault   carries MinimumTime/MaximumTime
+          +-- UnacceptableTerminationTimeFault          carries MinimumTime/MaximumTime
+          +-- NoCurrentMessageOnTopicFault
+          +-- UnableToGetMessagesFault, UnableToDestroyPullPointFault, UnableToCreatePullPointFault
+          +-- UnableToDestroySubscriptionFault     Receiver
+          +-- PauseFailedFault, ResumeFailedFault  Receiver
+          +-- PublisherRegistrationRejectedFault, PublisherRegistrationFailedFault,
+              ResourceNotDestroyedFault            (br-2)
+
+Programming mistakes are never turned into one of these: they surface as a generic Receiver fault
+with no detail, and a log line.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from hiem import ns
+from hiem.errors import HiemError
+
+
+class SoapCode(str, Enum):
+    """Who is to blame, in SOAP 1.2 terms (SOAP 1.1 spells them Client and Server)."""
+
+    SENDER = "Sender"
+    RECEIVER = "Receiver"
+
+
+class WsnFault(HiemError):
+    """A fault defined by WS-BaseNotification / WS-BrokeredNotification / WS-Resource."""
+
+    namespace: str = ns.WSNT
+    local_name: str = "BaseFault"
+    code: SoapCode = SoapCode.SENDER
+    default_reason: str = "request refused"
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason or self.default_reason
+        super().__init__(self.reason)
+
+    @property
+    def qname(self) -> str:
+        return ns.qname(self.namespace, self.local_name)
+
+    def extra_elements(self) -> list[tuple[str, str]]:
+        """(Clark name, text) pairs the fault type adds after the BaseFault content, in schema order."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r})"
+
+
+def _fault(name: str, reason: str, code: SoapCode = SoapCode.SENDER, namespace: str = ns.WSNT) -> type[WsnFault]:
+    cls = type(name, (WsnFault,), {"local_name": name, "default_reason": reason, "code": code,
+                                    "namespace": namespace, "__doc__": f"``{name}``: {reason}."})
+    cls.__module__ = __name__
+    return cls
+
+
+ResourceUnknownFault = _fault("ResourceUnknownFault", "no such subscription", namespace=ns.WSRF_R)
+ResourceUnavailableFault = _fault("ResourceUnavailableFault", "resource unavailable", SoapCode.RECEIVER,
+                                  ns.WSRF_R)
+SubscribeCreationFailedFault = _fault("SubscribeCreationFailedFault", "subscription could not be created",
+                                      SoapCode.RECEIVER)
+TopicExpressionDialectUnknownFault = _fault("TopicExpressionDialectUnknownFault",
+                                            "topic expression dialect not supported")
+InvalidTopicExpressionFault = _fault("InvalidTopicExpressionFault", "invalid topic expression")
+TopicNotSupportedFault = _fault("TopicNotSupportedFault", "Topic not supported")
+MultipleTopicsSpecifiedFault = _fault("MultipleTopicsSpecifiedFault", "more than one topic specified")
+InvalidProducerPropertiesExpressionFault = _fault("InvalidProducerPropertiesExpressionFault",
+                                                  "invalid producer properties expression")
+InvalidMessageContentExpressionFault = _fault("InvalidMessageContentExpressionFault",
+                                              "invalid message content expression")
+UnrecognizedPolicyRequestFault = _fault("UnrecognizedPolicyRequestFault", "subscription policy not recognized")
+UnsupportedPolicyRequestFault = _fault("UnsupportedPolicyRequestFault", "subscription policy not supported")
+NotifyMessageNotSupportedFault = _fault("NotifyMessageNotSupportedFault", "Notify message not supported")
+NoCurrentMessageOnTopicFault = _fault("NoCurrentMessageOnTopicFault", "no current message on topic")
+UnableToGetMessagesFault = _fault("UnableToGetMessagesFault", "unable to get messages", SoapCode.RECEIVER)
+UnableToDestroyPullPointFault = _fault("UnableToDestroyPullPointFault", "unable to destroy pull point",
+                                       SoapCode.RECEIVER)
+UnableToCreatePullPointFault = _fault("UnableToCreatePullPointFault", "unable to create pull point",
+                                      SoapCode.RECEIVER)
+UnableToDestroySubscriptionFault = _fault("UnableToDestroySubscriptionFault", "unable to destroy subscription",
+                                          SoapCode.RECEIVER)
+PauseFailedFault = _fault("PauseFailedFault", "pause failed", SoapCode.RECEIVER)
+ResumeFailedFault = _fault("ResumeFailedFault", "resume failed", SoapCode.RECEIVER)
+PublisherRegistrationRejectedFault = _fault("PublisherRegistrationRejectedFault",
+                                            "publisher registration rejected", namespace=ns.WSNT_BR)
+PublisherRegistrationFailedFault = _fault("PublisherRegistrationFailedFault", "publisher registration failed",
+                                          SoapCode.RECEIVER, ns.WSNT_BR)
+ResourceNotDestroyedFault = _fault("ResourceNotDestroyedFault", "resource not destroyed", SoapCode.RECEIVER,
+                                   ns.WSNT_BR)
+
+
+class InvalidFilterFault(WsnFault):
+    """``InvalidFilterFault``: a filter element the producer does not know; b-2.xsd requires >= 1 UnknownFilter."""
+
+    local_name = "InvalidFilterFault"
+    default_reason = "unknown filter"
+
+    def __init__(self, reason: str | None, unknown_filters: list[str]) -> None:
+        if not unknown_filters:
+            raise ValueError("InvalidFilterFault must name at least one unknown filter (b-2.xsd)")
+        super().__init__(reason)
+        self.unknown_filters = unknown_filters  # Clark names
+
+    def extra_elements(self) -> list[tuple[str, str]]:
+        return [(ns.qname(ns.WSNT, "UnknownFilter"), q) for q in self.unknown_filters]
+
+
+class _TimeRangeFault(WsnFault):
+    def __init__(self, reason: str | None, minimum: datetime, maximum: datetime | None = None) -> None:
+        super().__init__(reason)
+        self.minimum, self.maximum = minimum, maximum
+
+    def extra_elements(self) -> list[tuple[str, str]]:
+        out = [(ns.qname(ns.WSNT, "MinimumTime"), self.minimum.isoformat())]
+        if self.maximum is not None:
+            out.append((ns.qname(ns.WSNT, "MaximumTime"), self.maximum.isoformat()))
+        return out
+
+
+class UnacceptableInitialTerminationTimeFault(_TimeRangeFault):
+    """``UnacceptableInitialTerminationTimeFault``: the requested lease is outside what the broker grants."""
+
+    local_name = "UnacceptableInitialTerminationTimeFault"
+    default_reason = "unacceptable initial termination time"
+
+
+class UnacceptableTerminationTimeFault(_TimeRangeFault):
+    """``UnacceptableTerminationTimeFault``: the Renew asks for a time outside what the broker grants."""
+
+    local_name = "UnacceptableTerminationTimeFault"
+    default_reason = "unacceptable termination time"
+
+
+ALL_FAULTS: tuple[type[WsnFault], ...] = tuple(
+    cls for cls in list(globals().values())
+    if isinstance(cls, type) and issubclass(cls, WsnFault) and cls not in (WsnFault, _TimeRangeFault)
+)

@@ -1,0 +1,51 @@
+"""Building the Notify a consumer receives for one delivery (HIEM v2.0 §3.1.4).
+
+* ``wsnt:SubscriptionReference``: the same EPR as in the SubscribeResponse;
+* ``wsnt:Topic`` in the subscription's dialect, naming exactly the topic published;
+* ``wsnt:Message``: the publisher's element, unchanged;
+* addressed per WS-Addressing: ``wsa:To`` = consumer address, ``wsa:Action`` Notify, each reference
+  parameter of the ConsumerReference as a header block with ``wsa:IsReferenceParameter="true"``;
+* ``wsa:MessageID`` derived from (subscription, notification): the same on every retry and replay, so a
+  consumer can drop duplicates (delivery is at-least-once).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from hiem import addressing
+from hiem.addressing import EndpointReference
+from hiem.delivery import DeliveryRequest
+from hiem.soap import SoapVersion, build_envelope, serialize
+from hiem.store.deliveries import Claim
+from hiem.wsn import messages
+from hiem.wstopics import TopicDialect, TopicPath, render_topic
+
+_MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c7a52-5d0e-4c39-9a43-3f7f6f0b7a10")
+
+
+def delivery_message_id(subscription_id: str, notification_id: int) -> str:
+    return f"urn:uuid:{uuid.uuid5(_MESSAGE_ID_NAMESPACE, f'{subscription_id}/{notification_id}')}"
+
+
+def build_delivery(claim: Claim) -> DeliveryRequest:
+    version = SoapVersion.SOAP11 if claim.soap_version == "1.1" else SoapVersion.SOAP12
+    dialect = TopicDialect(claim.dialect)
+    topic = TopicPath(claim.topic_namespace, tuple(claim.topic_path.split("/")))
+    topic_text, topic_nsmap = render_topic(topic, dialect)
+    reference = messages.subscription_reference(claim.manager_address, claim.subscription_id)
+    body = messages.notify_body(
+        subscription=reference, topic_text=topic_text, topic_nsmap=topic_nsmap, dialect=dialect.value,
+        message_xml=claim.message_xml, producer_reference=claim.producer_reference,
+    )
+    message_id = delivery_message_id(claim.subscription_id, claim.notification_id)
+    consumer = EndpointReference(claim.consumer_address, claim.consumer_reference_parameters)
+    headers = addressing.request_headers(
+        to=claim.consumer_address, action=messages.ACTION_NOTIFY, message_id=message_id,
+        reference_parameters=consumer.parameter_elements(),
+    )
+    envelope = build_envelope(version, headers, [body])
+    return DeliveryRequest(
+        address=claim.consumer_address, body=serialize(envelope),
+        headers=version.http_headers(messages.ACTION_NOTIFY), message_id=message_id,
+    )

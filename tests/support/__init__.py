@@ -1,0 +1,1 @@
+"""Shared test helpers: real processes, a real consumer endpoint, SOAP message builders."""

@@ -1,0 +1,65 @@
+"""The Celery application, configured from hiem's settings.
+
+Durability settings, and why (STACK.md measured them on this stack):
+
+* ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is redelivered;
+* ``visibility_timeout`` = HIEM_VISIBILITY_TIMEOUT and a 1 s unacked-restore interval: after a whole
+  worker dies, its unacknowledged messages come back within seconds instead of ~100 s;
+* ``worker_prefetch_multiplier = 1``: a busy worker does not hoard messages another could run.
+
+None of this is trusted alone: the database is the source of truth and the sweeper re-enqueues anything
+that a lost message left behind. Tasks are idempotent (conditional claims), so duplicates are harmless.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from hiem.config import Settings
+from workers import runtime
+
+EMBEDDED_BROKER = "memory://"
+
+app = Celery("hiem", include=["workers.tasks"])
+
+
+def configure(settings: Settings) -> Celery:
+    runtime.configure(settings)
+    app.conf.update(
+        broker_url=settings.broker_url or EMBEDDED_BROKER,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": max(5, int(settings.delivery.visibility_timeout)),
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        },
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_default_queue=settings.queue,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=not settings.embedded,
+        broker_heartbeat=0,
+    )
+    return app
+
+
+configure(runtime.current_settings())
+
+
+@worker_process_init.connect
+def _reset_child(**_: object) -> None:
+    runtime.reset_after_fork()
+
+
+def broker_reachable(timeout: float = 2.0) -> bool:
+    """Whether the configured broker accepts a connection now (the embedded one always does)."""
+    if app.conf.broker_url == EMBEDDED_BROKER:
+        return True
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=timeout)
+    return True

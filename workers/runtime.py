@@ -1,0 +1,69 @@
+"""Per-process state of a worker: settings, database, delivery channels. Built once, lazily.
+
+Why lazily: Celery's prefork pool forks children after the parent imported the tasks; a database
+connection pool or an HTTP client inherited across fork would be shared by two processes. Each child
+builds its own on first use (and :func:`reset_after_fork` drops anything inherited).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from hiem.config import Settings, load_settings
+from hiem.delivery import DeliveryChannel, make_channel
+from hiem.store.db import Database
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    _channels: dict[str, DeliveryChannel] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def channel(self, name: str) -> DeliveryChannel:
+        with self._lock:
+            if name not in self._channels:
+                self._channels[name] = make_channel(name, self.settings.delivery)
+            return self._channels[name]
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+        self.db.dispose()
+
+
+_runtime: Runtime | None = None
+_settings: Settings | None = None
+_guard = threading.Lock()
+
+
+def configure(settings: Settings) -> None:
+    """Use these settings instead of reading the environment (``hiem serve --dev`` does this)."""
+    global _settings, _runtime
+    with _guard:
+        _settings = settings
+        _runtime = None
+
+
+def current_settings() -> Settings:
+    return _settings or load_settings()
+
+
+def runtime() -> Runtime:
+    global _runtime
+    with _guard:
+        if _runtime is None:
+            settings = _settings or load_settings()
+            _runtime = Runtime(settings=settings, db=Database(settings.database_url))
+        return _runtime
+
+
+def reset_after_fork() -> None:
+    global _runtime
+    with _guard:
+        if _runtime is not None:
+            _runtime.db.engine.dispose(close=False)
+        _runtime = None

@@ -1,0 +1,62 @@
+"""The sweeper: the outbox's safety net. Every few seconds it re-enqueues
+
+* fan-outs recorded but never finished (crash between commit and enqueue, lost broker message),
+* deliveries pending too long, in flight past their lease (worker died), or retrying and due.
+
+It runs as a thread in every worker process (and in ``hiem serve`` in embedded mode). Several sweepers
+are safe together: PostgreSQL rows are taken with SKIP LOCKED and every task claims its row conditionally.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from hiem.store import deliveries as store
+from hiem.store.db import utcnow
+from workers.runtime import runtime
+
+log = logging.getLogger(__name__)
+
+SWEEP_LIMIT = 5000
+
+
+def sweep_once() -> tuple[int, int]:
+    """One pass; returns (fan-outs, deliveries) re-enqueued."""
+    from workers.tasks import fanout, send_deliveries
+
+    rt = runtime()
+    cutoff = utcnow() - timedelta(seconds=rt.settings.delivery.visibility_timeout)
+    with rt.db.session() as session:
+        fanouts = store.stale_fanouts(session, cutoff, SWEEP_LIMIT)
+    for notification_id in fanouts:
+        fanout.delay(notification_id)
+    with rt.db.session() as session:
+        due = store.requeue_due(session, cutoff, SWEEP_LIMIT)
+    if due:
+        send_deliveries(due)
+    if fanouts or due:
+        log.info("sweeper re-enqueued %d fan-outs and %d deliveries", len(fanouts), len(due))
+    return len(fanouts), len(due)
+
+
+class Sweeper(threading.Thread):
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="hiem-sweeper", daemon=True)
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                sweep_once()
+            except SQLAlchemyError as exc:
+                log.warning("sweeper: database unavailable: %s", exc)
+            except Exception:
+                log.exception("sweeper pass failed")
+
+    def stop(self) -> None:
+        self._stop_event.set()
