@@ -290,13 +290,15 @@ def served_document(name: str, base_url: str) -> bytes | None:
     so a request can never read anything else. OASIS/W3C files go out as stored, their sibling import
     locations relative. A service WSDL gets its soap:address set to ``<base_url>/wsn/<endpoint>``
     (the placeholder would be useless to a client) and keeps relative imports.
+
+    Raises ValueError if ``base_url`` (hiem's public root URL) is not an absolute http(s) URL.
     """
+    base = _check_http_url(base_url, "base_url")
     checked = _checked_name(name)
     if checked is None:
         return None
     for endpoint, file_name in SERVICE_WSDLS.items():
         if file_name == checked:
-            base = _check_http_url(base_url, "base_url")
             return _render_service(checked, f"{base}/wsn/{endpoint}", import_base=None)
     return _file_bytes(checked)
 

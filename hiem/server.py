@@ -27,9 +27,11 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16) -
     ctx = ServiceContext(settings=settings, db=database, dispatcher=CeleryDispatcher())
     wsgi = HiemApp(ctx, broker_check=celery_app.broker_reachable)
     server = create_server(wsgi, host=host, port=port, threads=threads, ident="hiem",
-                           max_request_body_size=settings.xml_limits.max_bytes + 1024, clear_untrusted_proxy_headers=True)
+                           max_request_body_size=settings.xml_limits.max_bytes + 1024,
+                           clear_untrusted_proxy_headers=True)
     mode = "embedded (SQLite/in-process worker)" if settings.embedded else "distributed (web only)"
-    log.info("hiem listening on http://%s:%s (%s, database %s)", host, port, mode, database.engine.url.render_as_string())
+    log.info("hiem listening on http://%s:%s (%s, database %s)", host, port, mode,
+             database.engine.url.render_as_string(hide_password=True))
     if not settings.embedded:
         try:
             server.run()

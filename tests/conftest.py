@@ -114,3 +114,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 def consumer() -> Iterator[RecordingConsumer]:
     with RecordingConsumer() as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One embedded broker shared by a module's tests (for tests that do not depend on a clean state)."""
+    running = start_broker("embedded", tmp_path_factory.mktemp("broker"))
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -33,7 +33,14 @@ from spyne.protocol.soap import Soap11, Soap12
 from spyne.server.wsgi import WsgiApplication
 
 from hiem import addressing, ns
-from hiem.soap.envelope import EnvelopeError, SoapReply, SoapRequest, SoapVersion, build_envelope, parse_request
+from hiem.soap.envelope import (
+    EnvelopeError,
+    SoapReply,
+    SoapRequest,
+    SoapVersion,
+    build_envelope,
+    parse_request,
+)
 from hiem.soap.envelope import serialize as serialize_envelope
 from hiem.soap.faults import SoapFault, action_not_supported, fault_envelope, fault_http_status
 from hiem.wsn.faults import SoapCode, WsnFault

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+
 from hiem import ns
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
 from hiem.store import subscriptions
