@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--all-dead", action="store_true")
     replay.set_defaults(func=_deliveries_replay)
 
+    probe = dels.add_parser("probe", help="let consumers parked by the circuit breaker be tried now")
+    probe_target = probe.add_mutually_exclusive_group(required=True)
+    probe_target.add_argument("origin", nargs="?", help="scheme://host:port as `deliveries parked` shows")
+    probe_target.add_argument("--all", action="store_true")
+    probe.set_defaults(func=_deliveries_probe)
+    dels.add_parser("parked", help="consumers parked by the circuit breaker").set_defaults(func=_deliveries_parked)
+
     db = sub.add_parser("db", help="database").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
     return parser
@@ -182,6 +189,27 @@ def _deliveries_replay(args: argparse.Namespace, settings: Settings) -> int:
     shown = ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else "")
     print(f"replaying {len(ids)} deliveries ({shown}); a worker's sweeper picks them up within seconds")
     return 0
+
+
+def _deliveries_parked(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import breaker
+
+    with open_database(settings).session() as session:
+        for consumer in breaker.parked(session):
+            print(f"{consumer.origin}  parked until {consumer.parked_until:%Y-%m-%d %H:%M:%S} UTC  "
+                  f"after {consumer.consecutive_failures} failures: {consumer.last_error or ''}")
+    return 0
+
+
+def _deliveries_probe(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import breaker
+
+    with open_database(settings).session() as session:
+        count = breaker.unpark(session, None if args.all else args.origin)
+    print(f"{count} consumer(s) will be probed by their next delivery")
+    return 0 if count else 1
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

@@ -24,6 +24,10 @@ HIEM_VISIBILITY_TIMEOUT         60                               in-flight lease
 HIEM_SWEEP_INTERVAL             2                                seconds between sweeper passes
 HIEM_FANOUT_BATCH               500                              deliveries created/enqueued per batch
 HIEM_WORKER_CONCURRENCY         8                                embedded worker threads
+HIEM_ORDERED_DELIVERY           0                                1 = per-subscription order (costs throughput)
+HIEM_CONSUMER_CONCURRENCY       4                                concurrent POSTs per consumer, per process
+HIEM_BREAKER_THRESHOLD          5                                failures in a row that park a consumer
+HIEM_BREAKER_PARK               30                               first park, seconds (doubles, max 900)
 HIEM_ALLOW_PRIVATE_CONSUMERS    0                                1 = loopback/private consumer addresses ok
 HIEM_DEV                        0                                1 = dev mode (same as ``serve --dev``)
 =============================== ================================ ==========================================
@@ -60,6 +64,10 @@ class DeliverySettings:
     sweep_interval: float = 2.0
     fanout_batch: int = 500
     allow_private_addresses: bool = False
+    ordered: bool = False
+    consumer_concurrency: int = 4
+    breaker_threshold: int = 5
+    breaker_park_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_interval=_read(env, "HIEM_SWEEP_INTERVAL", float, d.sweep_interval),
         fanout_batch=max(1, _read(env, "HIEM_FANOUT_BATCH", int, d.fanout_batch)),
         allow_private_addresses=_read(env, "HIEM_ALLOW_PRIVATE_CONSUMERS", _bool, d.allow_private_addresses),
+        ordered=_read(env, "HIEM_ORDERED_DELIVERY", _bool, d.ordered),
+        consumer_concurrency=max(1, _read(env, "HIEM_CONSUMER_CONCURRENCY", int, d.consumer_concurrency)),
+        breaker_threshold=max(1, _read(env, "HIEM_BREAKER_THRESHOLD", int, d.breaker_threshold)),
+        breaker_park_seconds=_read(env, "HIEM_BREAKER_PARK", float, d.breaker_park_seconds),
     )
     limits = XmlLimits(
         max_bytes=_read(env, "HIEM_MAX_REQUEST_BYTES", int, XmlLimits.max_bytes),

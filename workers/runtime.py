@@ -20,7 +20,15 @@ class Runtime:
     settings: Settings
     db: Database
     _channels: dict[str, DeliveryChannel] = field(default_factory=dict)
+    _slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def consumer_slots(self, origin: str) -> threading.BoundedSemaphore:
+        """The per-consumer concurrency limit of this process (HIEM_CONSUMER_CONCURRENCY)."""
+        with self._lock:
+            if origin not in self._slots:
+                self._slots[origin] = threading.BoundedSemaphore(self.settings.delivery.consumer_concurrency)
+            return self._slots[origin]
 
     def channel(self, name: str) -> DeliveryChannel:
         with self._lock:

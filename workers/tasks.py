@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from hiem.delivery import channel_name_for
-from hiem.errors import DeliveryError
+from hiem.errors import DeliveryError, DeliveryRefused
+from hiem.store import breaker
 from hiem.store import deliveries as store
+from hiem.store.db import utcnow
+from hiem.wsn.outbound import AddressNotAllowed, resolve_checked
 from hiem.wsn.outgoing import build_delivery
 from workers.app import app
-from workers.runtime import runtime
+from workers.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
 
 #: deliveries per hiem.deliver task; they are sent concurrently inside the task
 DELIVER_CHUNK = 20
 _MAX_THREADS = 16
+#: how long a delivery to a consumer already at its concurrency limit waits before trying again
+BUSY_RETRY_SECONDS = 1.0
 
 
 @app.task(name="hiem.fanout")
@@ -57,27 +63,66 @@ def deliver(delivery_ids: list[int]) -> None:
 
 
 def deliver_one(delivery_id: int) -> str | None:
-    """One attempt for one delivery; returns the resulting state (None when there was nothing to do)."""
+    """One attempt for one delivery; returns the resulting state (None when there was nothing to do).
+
+    Before sending: the circuit breaker (a parked consumer's deliveries wait without spending attempts)
+    and the per-consumer concurrency limit (a busy consumer's delivery is put back for a second instead
+    of holding a worker thread, so one slow consumer cannot starve the others).
+    """
     rt = runtime()
     settings = rt.settings.delivery
     with rt.db.session() as session:
-        claim = store.claim(session, delivery_id, settings.visibility_timeout)
-    if claim is None:
-        return None
+        claim = store.claim(session, delivery_id, settings.visibility_timeout, ordered=settings.ordered)
+        if claim is None:
+            return None
+        origin = breaker.origin_of(claim.consumer_address)
+        parked = breaker.parked_until(session, origin, utcnow())
+        if parked is not None:
+            store.release(session, claim, parked, f"consumer parked by the circuit breaker until {parked:%H:%M:%S}")
+            return "parked"
+    slots = rt.consumer_slots(origin)
+    if not slots.acquire(blocking=False):
+        with rt.db.session() as session:
+            store.release(session, claim, utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS),
+                          "consumer busy (per-consumer concurrency limit)")
+        return "busy"
     try:
-        channel = rt.channel(channel_name_for(claim.consumer_address))
-        request = build_delivery(claim)
-        outcome = channel.deliver(request)
-    except DeliveryError as exc:
-        retryable = exc.retryable
+        state = _attempt(rt, claim, origin)
+    finally:
+        slots.release()
+    if settings.ordered and state in {"delivered", "dead"}:
         with rt.db.session() as session:
-            return store.record_failure(session, claim, error=str(exc), status_code=exc.status_code,
-                                        retryable=retryable, retry_after=exc.retry_after, settings=settings)
-    except Exception as exc:  # a bug must not lose the delivery: record it and retry later
-        log.exception("delivery %s failed unexpectedly", delivery_id)
-        with rt.db.session() as session:
-            return store.record_failure(session, claim, error=f"internal error: {exc!r}", status_code=None,
-                                        retryable=True, retry_after=None, settings=settings)
+            following = store.next_in_order(session, claim.subscription_id)
+        if following is not None:
+            deliver.delay([following])
+    return state
+
+
+def _attempt(rt: Runtime, claim: store.Claim, origin: str) -> str:
+    settings = rt.settings.delivery
+    try:
+        resolve_checked(claim.consumer_address, settings.allow_private_addresses)
+    except AddressNotAllowed as exc:
+        error: DeliveryError | None = DeliveryRefused(f"consumer address refused: {exc}")
+    else:
+        error = None
+    outcome = None
+    if error is None:
+        try:
+            channel = rt.channel(channel_name_for(claim.consumer_address))
+            outcome = channel.deliver(build_delivery(claim))
+        except DeliveryError as exc:
+            error = exc
+        except Exception as exc:  # a bug must not lose the delivery: record it and retry later
+            log.exception("delivery %s failed unexpectedly", claim.delivery_id)
+            error = DeliveryError(f"internal error: {exc!r}")
     with rt.db.session() as session:
-        store.record_delivered(session, claim, outcome.status_code)
-    return "delivered"
+        if error is None:
+            store.record_delivered(session, claim, outcome.status_code if outcome else None)
+            breaker.record_success(session, origin)
+            return "delivered"
+        if error.retryable:
+            breaker.record_failure(session, origin, str(error), threshold=settings.breaker_threshold,
+                                   first_park=settings.breaker_park_seconds)
+        return store.record_failure(session, claim, error=str(error), status_code=error.status_code,
+                                    retryable=error.retryable, retry_after=error.retry_after, settings=settings)

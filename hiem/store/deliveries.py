@@ -132,9 +132,17 @@ class Claim:
     created_at: datetime
 
 
-def claim(session: Session, delivery_id: int, lease_seconds: float) -> Claim | None:
-    """Take a delivery for one attempt, or None when someone else has it / it needs no attempt."""
+def claim(session: Session, delivery_id: int, lease_seconds: float, ordered: bool = False) -> Claim | None:
+    """Take a delivery for one attempt, or None when someone else has it / it needs no attempt.
+
+    With ``ordered``, a delivery is not taken while an earlier notification for the same subscription
+    is still pending, in flight or retrying: it stays pending and is enqueued when its predecessor ends.
+    """
     now = utcnow()
+    if ordered:
+        row = session.get(Delivery, delivery_id)
+        if row is None or earlier_undelivered(session, row.subscription_id, row.notification_id):
+            return None
     result = session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, or_(
@@ -162,6 +170,32 @@ def claim(session: Session, delivery_id: int, lease_seconds: float) -> Claim | N
         topic_path=notification.topic_path, message_xml=notification.message_xml,
         producer_reference=notification.producer_reference, created_at=as_utc(delivery.created_at),
     )
+
+
+def release(session: Session, claim_: Claim, until: datetime, reason: str) -> None:
+    """Give a claimed delivery back without spending an attempt (consumer parked or busy)."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == claim_.delivery_id, Delivery.state == S.IN_FLIGHT.value,
+               Delivery.attempts == claim_.attempt)
+        .values(state=S.RETRYING.value, attempts=Delivery.attempts - 1, next_attempt_at=until,
+                lease_until=None, updated_at=utcnow(), last_error=reason[:500])
+    )
+
+
+def earlier_undelivered(session: Session, subscription_id: str, notification_id: int) -> bool:
+    """Ordered delivery: does an earlier notification for this subscription still wait to be sent?"""
+    waiting = (S.PENDING.value, S.IN_FLIGHT.value, S.RETRYING.value)
+    return session.scalar(select(Delivery.id).where(
+        Delivery.subscription_id == subscription_id, Delivery.notification_id < notification_id,
+        Delivery.state.in_(waiting)).limit(1)) is not None
+
+
+def next_in_order(session: Session, subscription_id: str) -> int | None:
+    """Ordered delivery: the oldest pending delivery of a subscription (to enqueue after one completes)."""
+    return session.scalar(select(Delivery.id).where(
+        Delivery.subscription_id == subscription_id, Delivery.state == S.PENDING.value)
+        .order_by(Delivery.notification_id).limit(1))
 
 
 def record_delivered(session: Session, claim_: Claim, status_code: int | None) -> bool:

@@ -145,3 +145,15 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Consumer(Base):
+    """Per consumer origin (scheme://host:port): the circuit breaker's memory, shared by all workers."""
+
+    __tablename__ = "consumers"
+    origin: Mapped[str] = mapped_column(String(512), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    parked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    park_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

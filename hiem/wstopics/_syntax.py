@@ -10,8 +10,8 @@ One recursive-descent parser reads the Full grammar of t-1.xsd (``FullTopicExpre
 
 and refuses, as it meets them, the constructs the smaller dialects leave out, so that each error can say
 which dialect would have allowed it: Simple is ``RootTopic ::= QName`` only, Concrete is
-``RootTopic ('/' (QName | NCName))*``. Prefixes are resolved against the TopicExpression element's
-in-scope namespaces while parsing, so the result is namespace URIs, never prefixes.
+``RootTopic ('/' (QName | NCName))*``. Once the text is known to be well-formed, prefixes are resolved
+against the TopicExpression element's in-scope namespaces, so the result holds namespace URIs.
 """
 
 from __future__ import annotations
@@ -166,18 +166,35 @@ class Parser:
     def parse(self) -> tuple[PathPattern, ...]:
         if self.peek().kind == "end":
             raise TopicExpressionError("empty topic expression")
-        paths = [self.path(None)]
+        raw = [self.path(None)]
         while self.peek().kind == "|":
             bar = self.take()
             if self.dialect is not TopicDialect.FULL:
                 raise self.refuse("the union '|'", bar, "use the Full dialect to name several topics")
-            paths.append(self.path("|"))
+            raw.append(self.path("|"))
         token = self.peek()
         if token.kind != "end":
             raise TopicExpressionError(f"unexpected {_describe(token)}; {_FOLLOWERS[self.dialect]}")
-        return tuple(paths)
+        # Prefixes are resolved once the whole text is known to be well-formed, so a syntax error is
+        # reported as such even when the expression also uses an unbound prefix.
+        return tuple(self.resolve_path(*path) for path in raw)
 
-    def path(self, after: str | None) -> PathPattern:
+    def resolve_path(self, prefix: str | None, prefix_token: _Token,
+                     steps: list[tuple[Step, _Token | None]]) -> PathPattern:
+        namespace = self.resolve(prefix, prefix_token)
+        for step, qualifier in steps:
+            if qualifier is None:
+                continue
+            uri = self.resolve(qualifier.value, qualifier)
+            if uri != namespace:
+                raise TopicExpressionError(
+                    f"child topic '{qualifier.value}:{step.test}' (position {qualifier.pos}) is in namespace "
+                    f"{uri!r} but its root topic is in {namespace!r}: a TopicNamespace document puts every "
+                    "descendant in its root's namespace (t-1.xsd TopicType/@name is an NCName), so no topic "
+                    "can match")
+        return PathPattern(namespace, prefix, tuple(step for step, _ in steps))
+
+    def path(self, after: str | None) -> tuple[str | None, _Token, list[tuple[Step, _Token | None]]]:
         prefix: str | None = None
         prefix_token = self.peek()
         if prefix_token.kind == "name" and self.peek(1).kind == ":":
@@ -200,13 +217,13 @@ class Parser:
             raise TopicExpressionError(
                 f"unexpected ':' at position {self.peek().pos}: a topic name is an NCName, and only the "
                 "root topic may carry one 'prefix:'")
-        namespace = self.resolve(prefix, prefix_token)
-        steps = [Step(axis, root.value)]
+        steps: list[tuple[Step, _Token | None]] = [(Step(axis, root.value), None)]
         while self.peek().kind in ("/", "//"):
-            steps.append(self.child_step(namespace))
-        return PathPattern(namespace, prefix, tuple(steps))
+            steps.append(self.child_step())
+        return prefix, prefix_token, steps
 
-    def child_step(self, namespace: str) -> Step:
+    def child_step(self) -> tuple[Step, _Token | None]:
+        """One ``'/' '/'? (QName | NCName | '*' | '.')``; the prefix token of a QName comes back with it."""
         slash = self.take()
         if self.dialect is TopicDialect.SIMPLE:
             raise self.refuse("a child step '/'", slash, "the Simple dialect names one root topic; use "
@@ -219,11 +236,11 @@ class Parser:
             if self.dialect is not TopicDialect.FULL:
                 what = "the wildcard '*'" if token.kind == "*" else "the self step '.'"
                 raise self.refuse(what, token, "only the Full dialect has '*' and '.'")
-            return Step(axis, token.value)
+            return Step(axis, token.value), None
         if token.kind != "name":
             raise TopicExpressionError(_missing("child topic", token, slash.kind))
         if self.peek().kind != ":":
-            return Step(axis, token.value)
+            return Step(axis, token.value), None
         self.take()
         local = self.take()
         if local.kind == "*":
@@ -232,13 +249,10 @@ class Parser:
                 "'.'; only the root topic may be a prefixed wildcard")
         if local.kind != "name":
             raise TopicExpressionError(_missing("child topic", local, f"{token.value}:"))
-        uri = self.resolve(token.value, token)
-        if uri != namespace:
+        if self.peek().kind == ":":
             raise TopicExpressionError(
-                f"child topic '{token.value}:{local.value}' (position {token.pos}) is in namespace {uri!r} "
-                f"but its root topic is in {namespace!r}: a TopicNamespace document puts every descendant "
-                "in its root's namespace (t-1.xsd TopicType/@name is an NCName), so no topic can match")
-        return Step(axis, local.value)
+                f"unexpected ':' at position {self.peek().pos}: a child topic is an NCName or one QName")
+        return Step(axis, local.value), token
 
 
 def _missing(what: str, token: _Token, after: str | None) -> str:

@@ -130,7 +130,8 @@ def parse_expression(text: str, dialect: TopicDialect, nsmap: Mapping[str | None
     if len(stripped) > MAX_EXPRESSION_LENGTH:
         raise TopicExpressionError(
             f"topic expression of {len(stripped)} characters exceeds the limit of {MAX_EXPRESSION_LENGTH}")
-    paths = parse_paths(stripped, TopicDialect(dialect), nsmap)
+    dialect = TopicDialect(dialect)
+    paths = parse_paths(stripped, dialect, nsmap)
     used: dict[str, str] = {}
     for path in paths:
         if path.prefix is not None:
@@ -138,7 +139,7 @@ def parse_expression(text: str, dialect: TopicDialect, nsmap: Mapping[str | None
         elif path.namespace:
             used[""] = path.namespace
     return TopicExpression(
-        dialect=TopicDialect(dialect),
+        dialect=dialect,
         text="|".join(path.text() for path in paths),
         _namespaces=tuple(sorted(used.items())),
         _paths=paths,

@@ -1,0 +1,70 @@
+"""The circuit breaker, kept in the database so every worker process shares it.
+
+A consumer origin that fails ``threshold`` times in a row is *parked*: its deliveries wait (without
+spending attempts) until ``parked_until``. Then the next delivery is the probe: success closes the
+breaker, a failure parks the origin again for twice as long (capped). Operators can un-park an origin
+early with ``hiem deliveries probe ORIGIN``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hiem.store.db import as_utc, utcnow
+from hiem.store.models import Consumer
+
+FAILURE_THRESHOLD = 5
+FIRST_PARK_SECONDS = 30.0
+MAX_PARK_SECONDS = 900.0
+
+
+def origin_of(address: str) -> str:
+    parts = urlsplit(address)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def parked_until(session: Session, origin: str, now: datetime) -> datetime | None:
+    until = session.scalar(select(Consumer.parked_until).where(Consumer.origin == origin))
+    until = as_utc(until)
+    return until if until is not None and until > now else None
+
+
+def record_success(session: Session, origin: str) -> None:
+    session.execute(update(Consumer).where(Consumer.origin == origin, Consumer.consecutive_failures > 0)
+                    .values(consecutive_failures=0, parked_until=None, park_count=0, updated_at=utcnow()))
+
+
+def record_failure(session: Session, origin: str, error: str, *, threshold: int = FAILURE_THRESHOLD,
+                   first_park: float = FIRST_PARK_SECONDS) -> datetime | None:
+    """Count a failure; returns the new parked_until when this failure parks the origin."""
+    now = utcnow()
+    row = session.get(Consumer, origin, with_for_update=session.bind.dialect.name == "postgresql")
+    if row is None:
+        row = Consumer(origin=origin, consecutive_failures=0, park_count=0, updated_at=now)
+        session.add(row)
+    row.consecutive_failures += 1
+    row.last_error = error[:500]
+    row.updated_at = now
+    if row.consecutive_failures >= threshold and (as_utc(row.parked_until) or now) <= now:
+        seconds = min(MAX_PARK_SECONDS, first_park * (2 ** row.park_count))
+        row.park_count += 1
+        row.parked_until = now + timedelta(seconds=seconds)
+        return row.parked_until
+    return None
+
+
+def unpark(session: Session, origin: str | None = None) -> int:
+    """Let parked origins (all when None) be probed now."""
+    query = update(Consumer).where(Consumer.parked_until.is_not(None))
+    if origin:
+        query = query.where(Consumer.origin == origin)
+    return session.execute(query.values(parked_until=utcnow(), updated_at=utcnow())).rowcount
+
+
+def parked(session: Session) -> list[Consumer]:
+    return list(session.scalars(select(Consumer).where(Consumer.parked_until > utcnow())))
