@@ -86,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
     probe.set_defaults(func=_deliveries_probe)
     dels.add_parser("parked", help="consumers parked by the circuit breaker").set_defaults(func=_deliveries_parked)
 
+    audit = sub.add_parser("audit", help="the ATNA audit trail").add_subparsers(required=True, metavar="ACTION")
+    audit_list = audit.add_parser("list", help="audit records, newest first")
+    audit_list.add_argument("--since", type=_since, help="ISO time (2026-11-22T10:00) or age (30m, 2h, 7d)")
+    audit_list.add_argument("--event", help="import, export, subscribe-accepted, subscribe-refused, "
+                            "subscription-terminated, security-alert, ... (AuditKind values; import/export work)")
+    audit_list.add_argument("--limit", type=int, default=200)
+    audit_list.set_defaults(func=_audit_list)
+    audit_show = audit.add_parser("show", help="one record as its DICOM audit message (pretty XML)")
+    audit_show.add_argument("id", type=int)
+    audit_show.set_defaults(func=_audit_show)
+
     db = sub.add_parser("db", help="database").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
     return parser
@@ -210,6 +221,53 @@ def _deliveries_probe(args: argparse.Namespace, settings: Settings) -> int:
         count = breaker.unpark(session, None if args.all else args.origin)
     print(f"{count} consumer(s) will be probed by their next delivery")
     return 0 if count else 1
+
+
+_EVENT_ALIASES = {"import": "notify-received", "export": "notify-sent"}
+
+
+def _since(value: str):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1] in units:
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an ISO time nor an age like 30m") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _audit_list(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import audit
+
+    kind = _EVENT_ALIASES.get(args.event, args.event) if args.event else None
+    with open_database(settings).session() as session:
+        print(f"{'id':>8}  {'time (UTC)':19}  {'event':24}  {'outcome':>7}  {'shipped':7}  subscription / message")
+        for r in audit.list_records(session, args.since, kind, args.limit):
+            print(f"{r.id:>8}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.kind:24}  {r.outcome:>7}  "
+                  f"{'yes' if r.shipped_at else 'no':7}  {r.subscription_id or ''} {r.message_id or ''}")
+    return 0
+
+
+def _audit_show(args: argparse.Namespace, settings: Settings) -> int:
+    from lxml import etree
+
+    from hiem import xmlsafe
+    from hiem.audit import build_audit_message, event_from_json
+    from hiem.bootstrap import open_database
+    from hiem.store.models import AuditRecord
+
+    with open_database(settings).session() as session:
+        record = session.get(AuditRecord, args.id)
+        if record is None:
+            print(f"hiem: no audit record {args.id}", file=sys.stderr)
+            return 1
+        message = build_audit_message(event_from_json(record.event))
+    print(etree.tostring(xmlsafe.parse(message), pretty_print=True, encoding="unicode"))
+    return 0
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

@@ -29,6 +29,12 @@ HIEM_CONSUMER_CONCURRENCY       4                                concurrent POST
 HIEM_BREAKER_THRESHOLD          5                                failures in a row that park a consumer
 HIEM_BREAKER_PARK               30                               first park, seconds (doubles, max 900)
 HIEM_ALLOW_PRIVATE_CONSUMERS    0                                1 = loopback/private consumer addresses ok
+HIEM_AUDIT_TRANSPORT            (empty: keep records local)      ``tls`` (RFC 5425) or ``udp`` (RFC 5426)
+HIEM_AUDIT_HOST / _PORT         - / 6514 (tls), 514 (udp)        the Audit Record Repository
+HIEM_AUDIT_CA / _CERT / _KEY    -                                TLS trust anchors and client certificate
+HIEM_AUDIT_SOURCE_ID            this host's FQDN                 AuditSourceIdentification AuditSourceID
+HIEM_AUDIT_SITE                 -                                AuditEnterpriseSiteID
+HIEM_AUDIT_RETENTION_DAYS       2190                             shipped records older than this are purged
 HIEM_DEV                        0                                1 = dev mode (same as ``serve --dev``)
 =============================== ================================ ==========================================
 
@@ -38,6 +44,7 @@ A malformed value raises :class:`hiem.errors.ConfigError` naming the variable an
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -71,6 +78,25 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """Where the ATNA audit records go (records are always kept in the database first)."""
+
+    transport: str = ""
+    host: str = ""
+    port: int = 6514
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    source_id: str = ""
+    site: str = ""
+    retention_days: float = 2190.0
+
+    @property
+    def shipping(self) -> bool:
+        return bool(self.transport)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, grouped; build it with :func:`load_settings`."""
 
@@ -83,6 +109,7 @@ class Settings:
     worker_concurrency: int = 8
     xml_limits: XmlLimits = field(default_factory=XmlLimits)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     @property
     def embedded(self) -> bool:
@@ -141,6 +168,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_depth=_read(env, "HIEM_MAX_XML_DEPTH", int, XmlLimits.max_depth),
         max_elements=_read(env, "HIEM_MAX_XML_ELEMENTS", int, XmlLimits.max_elements),
     )
+    transport = _read(env, "HIEM_AUDIT_TRANSPORT", str, "").strip().lower()
+    if transport not in {"", "tls", "udp"}:
+        raise ConfigError(f"HIEM_AUDIT_TRANSPORT={transport!r} must be tls, udp or empty")
+    audit = AuditSettings(
+        transport=transport,
+        host=_read(env, "HIEM_AUDIT_HOST", str, ""),
+        port=_read(env, "HIEM_AUDIT_PORT", int, 514 if transport == "udp" else 6514),
+        ca_file=_read(env, "HIEM_AUDIT_CA", str, ""),
+        cert_file=_read(env, "HIEM_AUDIT_CERT", str, ""),
+        key_file=_read(env, "HIEM_AUDIT_KEY", str, ""),
+        source_id=_read(env, "HIEM_AUDIT_SOURCE_ID", str, "") or socket.getfqdn(),
+        site=_read(env, "HIEM_AUDIT_SITE", str, ""),
+        retention_days=_read(env, "HIEM_AUDIT_RETENTION_DAYS", float, 2190.0),
+    )
+    if transport and not audit.host:
+        raise ConfigError("HIEM_AUDIT_TRANSPORT is set but HIEM_AUDIT_HOST is empty")
+    if transport == "tls" and not audit.ca_file:
+        raise ConfigError("HIEM_AUDIT_TRANSPORT=tls needs HIEM_AUDIT_CA (the repository's CA certificate)")
     settings = Settings(
         database_url=_read(env, "HIEM_DATABASE_URL", str, DEFAULT_DATABASE_URL),
         broker_url=_read(env, "HIEM_BROKER_URL", str, ""),
@@ -150,6 +195,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_concurrency=max(1, _read(env, "HIEM_WORKER_CONCURRENCY", int, 8)),
         xml_limits=limits,
         delivery=delivery,
+        audit=audit,
     )
     if _read(env, "HIEM_DEV", _bool, False):
         settings = settings.with_dev()

@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from hiem import contract
 from hiem.soap import Operation, SoapEndpoint
-from hiem.wsn import broker, manager, messages, producer
+from hiem.wsn import broker, manager, messages, producer, refusals
 from hiem.wsn.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -35,20 +35,25 @@ BrokerCheck = Callable[[], bool]
 
 def build_endpoints(ctx: ServiceContext) -> dict[str, SoapEndpoint]:
     limits = ctx.settings.xml_limits
+
+    def observe(request, fault):  # type: ignore[no-untyped-def]
+        refusals.audit_refusal(ctx, request, fault)
+
+    subscribe = Operation(messages.SUBSCRIBE, frozenset({messages.ACTION_SUBSCRIBE}),
+                          lambda request: producer.subscribe(ctx, request))
     return {
-        "NotificationProducer": SoapEndpoint("NotificationProducer", [
-            Operation(messages.SUBSCRIBE, frozenset({messages.ACTION_SUBSCRIBE}),
-                      lambda request: producer.subscribe(ctx, request)),
-        ], limits),
+        "NotificationProducer": SoapEndpoint("NotificationProducer", [subscribe], limits, observe),
         "SubscriptionManager": SoapEndpoint("SubscriptionManager", [
             Operation(messages.UNSUBSCRIBE,
                       frozenset({messages.ACTION_UNSUBSCRIBE, messages.ACTION_UNSUBSCRIBE_PAUSABLE}),
                       lambda request: manager.unsubscribe(ctx, request)),
-        ], limits),
+        ], limits, observe),
+        # The broker's WSDL (brw-2 NotificationBroker portType) includes Subscribe as well.
         "NotificationBroker": SoapEndpoint("NotificationBroker", [
             Operation(messages.NOTIFY, frozenset({messages.ACTION_NOTIFY}),
                       lambda request: broker.notify(ctx, request)),
-        ], limits),
+            subscribe,
+        ], limits, observe),
     }
 
 

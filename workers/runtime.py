@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from hiem.audit.trail import AuditTrail
 from hiem.config import Settings, load_settings
 from hiem.delivery import DeliveryChannel, make_channel
 from hiem.store.db import Database
@@ -19,6 +20,7 @@ from hiem.store.db import Database
 class Runtime:
     settings: Settings
     db: Database
+    audit: AuditTrail
     _channels: dict[str, DeliveryChannel] = field(default_factory=dict)
     _slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,7 +67,7 @@ def runtime() -> Runtime:
     with _guard:
         if _runtime is None:
             settings = _settings or load_settings()
-            _runtime = Runtime(settings=settings, db=Database(settings.database_url))
+            _runtime = Runtime(settings=settings, db=Database(settings.database_url), audit=AuditTrail(settings))
         return _runtime
 
 

@@ -6,13 +6,14 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from hiem.audit.codes import EventOutcomeIndicator
 from hiem.delivery import channel_name_for
 from hiem.errors import DeliveryError, DeliveryRefused
-from hiem.store import breaker
+from hiem.store import audit, breaker
 from hiem.store import deliveries as store
 from hiem.store.db import utcnow
 from hiem.wsn.outbound import AddressNotAllowed, resolve_checked
-from hiem.wsn.outgoing import build_delivery
+from hiem.wsn.outgoing import build_delivery, delivery_message_id
 from workers.app import app
 from workers.runtime import Runtime, runtime
 
@@ -118,11 +119,25 @@ def _attempt(rt: Runtime, claim: store.Claim, origin: str) -> str:
             error = DeliveryError(f"internal error: {exc!r}")
     with rt.db.session() as session:
         if error is None:
-            store.record_delivered(session, claim, outcome.status_code if outcome else None)
+            if store.record_delivered(session, claim, outcome.status_code if outcome else None):
+                audit.add(session, _export_event(rt, claim))
             breaker.record_success(session, origin)
             return "delivered"
         if error.retryable:
             breaker.record_failure(session, origin, str(error), threshold=settings.breaker_threshold,
                                    first_park=settings.breaker_park_seconds)
-        return store.record_failure(session, claim, error=str(error), status_code=error.status_code,
-                                    retryable=error.retryable, retry_after=error.retry_after, settings=settings)
+        state = store.record_failure(session, claim, error=str(error), status_code=error.status_code,
+                                     retryable=error.retryable, retry_after=error.retry_after, settings=settings)
+        if state == "dead":
+            audit.add(session, _export_event(rt, claim, EventOutcomeIndicator.SERIOUS_FAILURE,
+                                             f"delivery given up: {error}"))
+        return state
+
+
+def _export_event(rt: Runtime, claim: store.Claim,
+                  outcome: EventOutcomeIndicator = EventOutcomeIndicator.SUCCESS, description: str | None = None):
+    return rt.audit.exported(
+        claim.manager_address, claim.consumer_address, subscription_id=claim.subscription_id,
+        topic=f"{{{claim.topic_namespace}}}{claim.topic_path}",
+        message_id=delivery_message_id(claim.subscription_id, claim.notification_id),
+        outcome=outcome, description=description)

@@ -126,12 +126,14 @@ class SoapEndpoint:
         methods: dict[str, Any] = {}
         for index, element in enumerate(self.operations):
 
-            @rpc(AnyXml, _body_style="bare", _in_message_name=element, _returns=AnyXml)
             def operation(ctx: Any, _body: Any) -> None:
                 ctx.udc = endpoint._run(ctx.transport.req_env["hiem.request"])
                 return None
 
-            methods[f"op{index}"] = operation
+            # spyne keys methods by function name: give each operation its own.
+            operation.__name__ = operation.__qualname__ = f"op{index}"
+            methods[f"op{index}"] = rpc(AnyXml, _body_style="bare", _in_message_name=element,
+                                        _returns=AnyXml)(operation)
         service = type(f"{self.name}{version.name}", (ServiceBase,), methods)
         protocol_cls = Soap11 if version is SoapVersion.SOAP11 else Soap12
         app = Application(

@@ -157,3 +157,19 @@ class Consumer(Base):
     park_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(512))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRecord(Base):
+    """An ATNA audit event, written in the transaction of the action it records, shipped later in id order."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (Index("ix_audit_records_unshipped", "shipped_at", "id"),
+                      Index("ix_audit_records_created", "created_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[int] = mapped_column(Integer)
+    subscription_id: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(512))
+    event: Mapped[dict] = mapped_column(JSON)
+    shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

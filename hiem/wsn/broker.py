@@ -12,7 +12,7 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 
 from hiem.soap import SoapFault, SoapReply, SoapRequest
-from hiem.store import deliveries
+from hiem.store import audit, deliveries
 from hiem.wsn import messages, topics
 from hiem.wsn.context import ServiceContext
 from hiem.wsn.faults import SoapCode
@@ -35,6 +35,9 @@ def notify(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
                     publisher=request.remote_addr,
                 ))
                 recorded.append(row.id)
+                audit.add(session, ctx.audit.imported(
+                    ctx.caller(request), ctx.endpoint_url(request, "NotificationBroker"),
+                    topic=str(topic), message_id=request.addressing.message_id))
     except SQLAlchemyError as exc:
         log.error("could not record a Notify: %s", exc)
         raise SoapFault("the notification could not be recorded (storage unavailable); retry later",

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from hiem.audit.trail import AuditTrail, Caller
 from hiem.config import Settings
+from hiem.soap import SoapRequest
 from hiem.store.db import Database
 
 
@@ -20,6 +22,15 @@ class ServiceContext:
     settings: Settings
     db: Database
     dispatcher: Dispatcher
+    audit: AuditTrail
 
     def base_url(self, request_base_url: str) -> str:
         return self.settings.public_url or request_base_url
+
+    def endpoint_url(self, request: SoapRequest, endpoint: str) -> str:
+        return f"{self.base_url(request.base_url)}/wsn/{endpoint}"
+
+    @staticmethod
+    def caller(request: SoapRequest) -> Caller:
+        """Who sent the request. The security layer adds the SAML subject and organization here."""
+        return Caller(address=request.remote_addr)

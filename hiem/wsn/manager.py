@@ -11,8 +11,9 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from hiem import ns
+from hiem.audit import AuditKind
 from hiem.soap import SoapReply, SoapRequest
-from hiem.store import subscriptions
+from hiem.store import audit, subscriptions
 from hiem.store.models import SubscriptionStatus
 from hiem.wsn import faults, messages
 from hiem.wsn.context import ServiceContext
@@ -40,6 +41,10 @@ def unsubscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
             ended = subscriptions.end(session, target, SubscriptionStatus.UNSUBSCRIBED)
             if ended is None:
                 raise faults.ResourceUnknownFault(f"subscription {target!r} does not exist or has already ended")
+            audit.add(session, ctx.audit.subscription(
+                AuditKind.SUBSCRIPTION_TERMINATED, ctx.caller(request),
+                ctx.endpoint_url(request, "SubscriptionManager"), subscription_id=target,
+                topic=ended.topic_expression, message_id=request.addressing.message_id))
     except SQLAlchemyError as exc:
         raise faults.UnableToDestroySubscriptionFault(
             "the subscription could not be removed now (storage unavailable); retry later") from exc

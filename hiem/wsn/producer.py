@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 from hiem import ns
+from hiem.audit import AuditKind
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
-from hiem.store import subscriptions
+from hiem.store import audit, subscriptions
 from hiem.store.db import utcnow
 from hiem.wsn import faults, leases, messages, topics
 from hiem.wsn.context import ServiceContext
@@ -34,6 +35,9 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
             soap_version="1.1" if request.version is SoapVersion.SOAP11 else "1.2",
             created_at=now, termination_time=termination, subscriber=request.remote_addr,
         ), topic_ids)
+        audit.add(session, ctx.audit.subscription(
+            AuditKind.SUBSCRIBE_ACCEPTED, ctx.caller(request), ctx.endpoint_url(request, "NotificationProducer"),
+            subscription_id=subscription_id, topic=expression.text, message_id=request.addressing.message_id))
     reference = messages.subscription_reference(manager, subscription_id)
     return SoapReply(messages.ACTION_SUBSCRIBE_RESPONSE, messages.subscribe_response(reference, now, termination))
 

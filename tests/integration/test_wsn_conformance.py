@@ -181,9 +181,9 @@ def test_malformed_envelopes_are_sender_faults(module_broker, payload):
     assert "Traceback" not in response.text
 
 
-def test_operation_at_the_wrong_endpoint(module_broker, consumer):
-    data = wsn.envelope(wsn.subscribe_body(consumer.url), action=None)
-    response = wsn.post(module_broker.url, "/wsn/NotificationBroker", data)
+def test_operation_at_the_wrong_endpoint(module_broker):
+    data = wsn.envelope(wsn.notify_body(), action=None)
+    response = wsn.post(module_broker.url, "/wsn/NotificationProducer", data)
     assert response.status_code == 400
     assert "not an operation" in response.text
 

@@ -1,0 +1,57 @@
+"""Audit records in the database: written with the action they record, shipped in id order, purged late."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from hiem.audit import AuditEvent, event_to_json
+from hiem.store.db import utcnow
+from hiem.store.models import AuditRecord
+
+
+def add(session: Session, event: AuditEvent) -> None:
+    session.add(AuditRecord(
+        created_at=utcnow(), kind=event.kind.value, outcome=int(event.outcome),
+        subscription_id=event.subscription_id, message_id=event.message_id, event=event_to_json(event),
+    ))
+
+
+def unshipped(session: Session, settle_before: datetime, limit: int) -> list[AuditRecord]:
+    """The oldest records not yet shipped. Records younger than ``settle_before`` wait, so a record whose
+    transaction committed a little late (a smaller id committing after a larger one) is not overtaken."""
+    return list(session.scalars(
+        select(AuditRecord).where(AuditRecord.shipped_at.is_(None), AuditRecord.created_at < settle_before)
+        .order_by(AuditRecord.id).limit(limit)))
+
+
+def mark_shipped(session: Session, ids: list[int]) -> None:
+    if ids:
+        session.execute(update(AuditRecord).where(AuditRecord.id.in_(ids)).values(shipped_at=utcnow()))
+
+
+def backlog(session: Session) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(select(func.count()).select_from(AuditRecord).where(AuditRecord.shipped_at.is_(None))) or 0
+
+
+def purge(session: Session, retention_days: float, shipping: bool) -> int:
+    """Delete records older than the retention; when shipping, only those the repository already has."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    query = delete(AuditRecord).where(AuditRecord.created_at < cutoff)
+    if shipping:
+        query = query.where(AuditRecord.shipped_at.is_not(None))
+    return session.execute(query).rowcount
+
+
+def list_records(session: Session, since: datetime | None = None, kind: str | None = None,
+                 limit: int = 200) -> list[AuditRecord]:
+    query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
+    if since is not None:
+        query = query.where(AuditRecord.created_at >= since)
+    if kind:
+        query = query.where(AuditRecord.kind == kind)
+    return list(session.scalars(query))

@@ -1,0 +1,49 @@
+"""Auditing refused requests: every fault an endpoint returns leaves an ATNA record (HIEM v2.0 §5).
+
+The record is written in a transaction of its own, because the request's transaction was rolled back.
+If the database itself is what failed, the record cannot be written either; that is logged loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hiem.audit import AuditKind
+from hiem.audit.codes import EventOutcomeIndicator
+from hiem.soap import SoapFault, SoapRequest
+from hiem.store import audit
+from hiem.wsn import messages
+from hiem.wsn.context import ServiceContext
+from hiem.wsn.faults import SoapCode, WsnFault
+
+log = logging.getLogger(__name__)
+
+_KIND_BY_OPERATION = {
+    messages.SUBSCRIBE: (AuditKind.SUBSCRIBE_REFUSED, "NotificationProducer"),
+    messages.UNSUBSCRIBE: (AuditKind.SUBSCRIPTION_TERMINATED, "SubscriptionManager"),
+    messages.NOTIFY: (AuditKind.IMPORT, "NotificationBroker"),
+}
+
+
+def audit_refusal(ctx: ServiceContext, request: SoapRequest | None, fault: WsnFault | SoapFault) -> None:
+    if request is None or request.body.tag not in _KIND_BY_OPERATION:
+        return  # not even a recognisable operation: nothing was requested that HIEM audits
+    kind, endpoint = _KIND_BY_OPERATION[request.body.tag]
+    outcome = EventOutcomeIndicator.MINOR_FAILURE if fault.code is SoapCode.SENDER \
+        else EventOutcomeIndicator.MAJOR_FAILURE
+    url = ctx.endpoint_url(request, endpoint)
+    caller = ctx.caller(request)
+    description = f"{getattr(fault, 'local_name', 'SOAP fault')}: {fault.reason}"
+    if kind is AuditKind.IMPORT:
+        event = ctx.audit.imported(caller, url, topic=None, message_id=request.addressing.message_id,
+                                   outcome=outcome, description=description)
+    else:
+        event = ctx.audit.subscription(kind, caller, url, subscription_id=request.path_id, topic=None,
+                                       message_id=request.addressing.message_id, outcome=outcome,
+                                       description=description)
+    try:
+        with ctx.db.session() as session:
+            audit.add(session, event)
+    except Exception:
+        log.error("AUDIT RECORD LOST: could not store %s for a refused request: %s", kind.value, description,
+                  exc_info=True)
