@@ -51,6 +51,7 @@ class Broker:
 
 def start_broker(mode: str, tmp: Path, database_url: str | None = None, broker_url: str | None = None,
                  workers: int = 1, **env_overrides: str) -> Broker:
+    tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = hiem_env(**FAST, **env_overrides)
     if mode == "embedded":
