@@ -35,6 +35,10 @@ HIEM_AUDIT_CA / _CERT / _KEY    -                                TLS trust ancho
 HIEM_AUDIT_SOURCE_ID            this host's FQDN                 AuditSourceIdentification AuditSourceID
 HIEM_AUDIT_SITE                 -                                AuditEnterpriseSiteID
 HIEM_AUDIT_RETENTION_DAYS       2190                             shipped records older than this are purged
+HIEM_TLS_CERT / HIEM_TLS_KEY    -                                serve HTTPS with this certificate and key
+HIEM_TLS_CLIENT_CA              -                                require client certificates from this CA
+HIEM_DELIVERY_CA                system trust store               CA bundle for verifying consumers
+HIEM_DELIVERY_CLIENT_CERT/_KEY  -                                client certificate presented to consumers
 HIEM_DEV                        0                                1 = dev mode (same as ``serve --dev``)
 =============================== ================================ ==========================================
 
@@ -75,6 +79,22 @@ class DeliverySettings:
     consumer_concurrency: int = 4
     breaker_threshold: int = 5
     breaker_park_seconds: float = 30.0
+    ca_file: str = ""
+    client_cert_file: str = ""
+    client_key_file: str = ""
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """HTTPS for ``hiem serve``; with ``client_ca_file`` every client must present a certificate it signed."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,7 @@ class Settings:
     xml_limits: XmlLimits = field(default_factory=XmlLimits)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @property
     def embedded(self) -> bool:
@@ -162,6 +183,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         consumer_concurrency=max(1, _read(env, "HIEM_CONSUMER_CONCURRENCY", int, d.consumer_concurrency)),
         breaker_threshold=max(1, _read(env, "HIEM_BREAKER_THRESHOLD", int, d.breaker_threshold)),
         breaker_park_seconds=_read(env, "HIEM_BREAKER_PARK", float, d.breaker_park_seconds),
+        ca_file=_read(env, "HIEM_DELIVERY_CA", str, ""),
+        client_cert_file=_read(env, "HIEM_DELIVERY_CLIENT_CERT", str, ""),
+        client_key_file=_read(env, "HIEM_DELIVERY_CLIENT_KEY", str, ""),
     )
     limits = XmlLimits(
         max_bytes=_read(env, "HIEM_MAX_REQUEST_BYTES", int, XmlLimits.max_bytes),
@@ -186,6 +210,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("HIEM_AUDIT_TRANSPORT is set but HIEM_AUDIT_HOST is empty")
     if transport == "tls" and not audit.ca_file:
         raise ConfigError("HIEM_AUDIT_TRANSPORT=tls needs HIEM_AUDIT_CA (the repository's CA certificate)")
+    tls = TlsSettings(
+        cert_file=_read(env, "HIEM_TLS_CERT", str, ""),
+        key_file=_read(env, "HIEM_TLS_KEY", str, ""),
+        client_ca_file=_read(env, "HIEM_TLS_CLIENT_CA", str, ""),
+    )
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise ConfigError("HIEM_TLS_CERT and HIEM_TLS_KEY must be set together")
+    if tls.client_ca_file and not tls.enabled:
+        raise ConfigError("HIEM_TLS_CLIENT_CA needs HIEM_TLS_CERT and HIEM_TLS_KEY (client certificates need TLS)")
     settings = Settings(
         database_url=_read(env, "HIEM_DATABASE_URL", str, DEFAULT_DATABASE_URL),
         broker_url=_read(env, "HIEM_BROKER_URL", str, ""),
@@ -196,6 +229,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         xml_limits=limits,
         delivery=delivery,
         audit=audit,
+        tls=tls,
     )
     if _read(env, "HIEM_DEV", _bool, False):
         settings = settings.with_dev()

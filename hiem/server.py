@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from waitress import create_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from hiem.audit.trail import AuditTrail
 from hiem.bootstrap import load_topic_files, open_database, topic_files
@@ -26,22 +27,19 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16) -
     for result in load_topic_files(database, topic_files(settings)):
         log.info("topics %s: %d added, %d already loaded", result.namespace, result.added, result.existing)
     ctx = ServiceContext(settings=settings, db=database, dispatcher=CeleryDispatcher(), audit=AuditTrail(settings))
-    wsgi = HiemApp(ctx, broker_check=celery_app.broker_reachable)
-    server = create_server(wsgi, host=host, port=port, threads=threads, ident="hiem",
-                           max_request_body_size=settings.xml_limits.max_bytes + 1024,
-                           clear_untrusted_proxy_headers=True)
+    web_app = HiemApp(ctx, broker_check=celery_app.broker_reachable)
+    server = make_http_server(settings, app_=web_app, host=host, port=port, threads=threads)
     mode = "embedded (SQLite/in-process worker)" if settings.embedded else "distributed (web only)"
-    log.info("hiem listening on http://%s:%s (%s, database %s)", host, port, mode,
+    scheme = "https" if settings.tls.enabled else "http"
+    log.info("hiem listening on %s://%s:%s (%s, database %s)", scheme, host, port, mode,
              database.engine.url.render_as_string(hide_password=True))
     if not settings.embedded:
         try:
-            server.run()
-        except KeyboardInterrupt:
-            pass
+            server.safe_start()
         finally:
-            server.close()
+            server.stop()
         return 0
-    web = threading.Thread(target=server.run, name="hiem-http", daemon=True)
+    web = threading.Thread(target=server.safe_start, name="hiem-http", daemon=True)
     web.start()
     from workers.audit_shipper import AuditShipper
     from workers.sweeper import Sweeper
@@ -59,8 +57,21 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16) -
     finally:
         sweeper.stop()
         shipper.stop()
-        server.close()
+        server.stop()
     return worker.exitcode or 0
+
+
+def make_http_server(settings: Settings, *, app_: HiemApp, host: str, port: int, threads: int) -> wsgi.Server:
+    """cheroot's threaded WSGI server; HTTPS (with client-certificate verification) when configured."""
+    server = wsgi.Server((host, port), app_, numthreads=threads, server_name="hiem", timeout=30)
+    server.max_request_body_size = 0  # the SOAP edge reads at most HIEM_MAX_REQUEST_BYTES + 1 and answers a fault
+    if settings.tls.enabled:
+        from hiem.tls import server_context
+
+        adapter = BuiltinSSLAdapter(settings.tls.cert_file, settings.tls.key_file)
+        adapter.context = server_context(settings.tls)
+        server.ssl_adapter = adapter
+    return server
 
 
 def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str, sweeper: bool) -> int:

@@ -31,7 +31,10 @@ class SoapHttpChannel:
     retryable_errors: tuple[type[DeliveryError], ...] = (DeliveryTimeout, ConsumerUnreachable, ConsumerUnavailable)
 
     def __init__(self, settings: DeliverySettings, *, max_connections: int = 100) -> None:
+        from hiem.tls import delivery_context
+
         self._client = httpx.Client(
+            verify=delivery_context(settings),
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,

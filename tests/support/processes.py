@@ -69,13 +69,14 @@ class HiemProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def wait_healthy(base_url: str, proc: HiemProcess, timeout: float = 60.0) -> None:
+def wait_healthy(base_url: str, proc: HiemProcess, timeout: float = 60.0, **client: object) -> None:
+    """Poll /healthz; ``client`` holds httpx options (verify=, cert=) for an HTTPS broker."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.proc and proc.proc.poll() is not None:
             raise RuntimeError(f"hiem exited with {proc.proc.returncode}:\n{proc.output()[-4000:]}")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{base_url}/healthz", timeout=1, **client).status_code == 200:  # type: ignore[arg-type]
                 return
         except httpx.HTTPError:
             pass
