@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 from hiem.audit.codes import EventOutcomeIndicator
@@ -101,17 +102,19 @@ def deliver_one(delivery_id: int) -> str | None:
 
 def _attempt(rt: Runtime, claim: store.Claim, origin: str) -> str:
     settings = rt.settings.delivery
+    error: DeliveryError | None = None
     try:
-        resolve_checked(claim.consumer_address, settings.allow_private_addresses)
+        addresses = resolve_checked(claim.consumer_address, settings.allow_private_addresses)
     except AddressNotAllowed as exc:
-        error: DeliveryError | None = DeliveryRefused(f"consumer address refused: {exc}")
-    else:
-        error = None
+        error = DeliveryRefused(f"consumer address refused: {exc}")
     outcome = None
     if error is None:
         try:
             channel = rt.channel(channel_name_for(claim.consumer_address))
-            outcome = channel.deliver(build_delivery(claim))
+            request = build_delivery(claim)
+            if addresses:
+                request = replace(request, connect_to=addresses[0])
+            outcome = channel.deliver(request)
         except DeliveryError as exc:
             error = exc
         except Exception as exc:  # a bug must not lose the delivery: record it and retry later

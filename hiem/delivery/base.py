@@ -21,6 +21,9 @@ class DeliveryRequest:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     message_id: str = ""
+    #: the IP address the outbound policy checked for the address's host: connect there and nowhere else,
+    #: so a DNS answer that changes between check and connect (DNS rebinding) cannot redirect the POST
+    connect_to: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -43,8 +44,9 @@ class SoapHttpChannel:
 
     def deliver(self, request: DeliveryRequest) -> DeliveryOutcome:
         started = time.monotonic()
+        url, headers, extensions = _pinned(request)
         try:
-            response = self._client.post(request.address, content=request.body, headers=request.headers)
+            response = self._client.post(url, content=request.body, headers=headers, extensions=extensions)
         except httpx.TimeoutException as exc:
             raise DeliveryTimeout(f"timeout: {type(exc).__name__}") from exc
         except (httpx.NetworkError, httpx.ProtocolError, httpx.ProxyError) as exc:
@@ -67,6 +69,21 @@ class SoapHttpChannel:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _pinned(request: DeliveryRequest) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Point the URL at the checked IP, keeping the Host header and the TLS server name (SNI and
+    certificate verification) on the original host name."""
+    if not request.connect_to:
+        return request.address, request.headers, {}
+    parts = urlsplit(request.address)
+    host = parts.hostname or ""
+    ip = f"[{request.connect_to}]" if ":" in request.connect_to else request.connect_to
+    netloc = f"{ip}:{parts.port}" if parts.port else ip
+    host_header = f"{host}:{parts.port}" if parts.port else host
+    url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return url, {**request.headers, "Host": host_header}, extensions
 
 
 def _retry_after(value: str | None) -> float | None:
