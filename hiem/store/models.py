@@ -173,3 +173,27 @@ class AuditRecord(Base):
     message_id: Mapped[str | None] = mapped_column(String(512))
     event: Mapped[dict] = mapped_column(JSON)
     shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Operator(Base):
+    """A person allowed into the operators' console (``hiem operators add``); role admin or viewer."""
+
+    __tablename__ = "operators"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OperatorAction(Base):
+    """What an operator did from the console or CLI (replay, probe), kept for accountability."""
+
+    __tablename__ = "operator_actions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    username: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    outcome: Mapped[str] = mapped_column(String(512))
