@@ -39,6 +39,8 @@ HIEM_TLS_CERT / HIEM_TLS_KEY    -                                serve HTTPS wit
 HIEM_TLS_CLIENT_CA              -                                require client certificates from this CA
 HIEM_DELIVERY_CA                system trust store               CA bundle for verifying consumers
 HIEM_DELIVERY_CLIENT_CERT/_KEY  -                                client certificate presented to consumers
+HIEM_DEFAULT_LEASE              (empty: no end)                  xs:duration given when Subscribe asks none
+HIEM_MAX_LEASE                  (empty: unlimited)               longest lease Subscribe/Renew may ask
 HIEM_DEV                        0                                1 = dev mode (same as ``serve --dev``)
 =============================== ================================ ==========================================
 
@@ -125,6 +127,8 @@ class Settings:
     queue: str = "hiem"
     public_url: str = ""
     topics_dir: str = "topics"
+    default_lease: str = ""
+    max_lease: str = ""
     dev: bool = False
     worker_concurrency: int = 8
     xml_limits: XmlLimits = field(default_factory=XmlLimits)
@@ -225,6 +229,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue=_read(env, "HIEM_QUEUE", str, "hiem"),
         public_url=_read(env, "HIEM_PUBLIC_URL", str, "").rstrip("/"),
         topics_dir=_read(env, "HIEM_TOPICS_DIR", str, "topics"),
+        default_lease=_read(env, "HIEM_DEFAULT_LEASE", str, ""),
+        max_lease=_read(env, "HIEM_MAX_LEASE", str, ""),
         worker_concurrency=max(1, _read(env, "HIEM_WORKER_CONCURRENCY", int, 8)),
         xml_limits=limits,
         delivery=delivery,

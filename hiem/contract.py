@@ -75,6 +75,7 @@ WSN_SCHEMAS: Final[Mapping[str, str]] = MappingProxyType(
         ns.WSRF_RP: "rp-2.xsd",
         ns.WSA: "ws-addr.xsd",
         ns.NHIN: "nhin-hiem.xsd",
+        ns.HIEM: "hiem.xsd",
     }
 )
 

@@ -39,20 +39,30 @@ def build_endpoints(ctx: ServiceContext) -> dict[str, SoapEndpoint]:
     def observe(request, fault):  # type: ignore[no-untyped-def]
         refusals.audit_refusal(ctx, request, fault)
 
-    subscribe = Operation(messages.SUBSCRIBE, frozenset({messages.ACTION_SUBSCRIBE}),
-                          lambda request: producer.subscribe(ctx, request))
+    def op(element: str, actions: frozenset[str], handler) -> Operation:  # type: ignore[no-untyped-def]
+        return Operation(element, actions, lambda request: handler(ctx, request))
+
+    subscribe = op(messages.SUBSCRIBE, frozenset({messages.ACTION_SUBSCRIBE}), producer.subscribe)
+    current = op(messages.GET_CURRENT_MESSAGE, frozenset({messages.ACTION_GET_CURRENT_MESSAGE}),
+                 producer.get_current_message)
+    properties = op(producer.GET_RESOURCE_PROPERTY, frozenset({producer.ACTION_GET_RESOURCE_PROPERTY}),
+                    producer.get_resource_property)
     return {
-        "NotificationProducer": SoapEndpoint("NotificationProducer", [subscribe], limits, observe),
+        "NotificationProducer": SoapEndpoint("NotificationProducer", [subscribe, current, properties], limits,
+                                             observe),
         "SubscriptionManager": SoapEndpoint("SubscriptionManager", [
-            Operation(messages.UNSUBSCRIBE,
-                      frozenset({messages.ACTION_UNSUBSCRIBE, messages.ACTION_UNSUBSCRIBE_PAUSABLE}),
-                      lambda request: manager.unsubscribe(ctx, request)),
+            op(messages.UNSUBSCRIBE, frozenset({messages.ACTION_UNSUBSCRIBE, messages.ACTION_UNSUBSCRIBE_PAUSABLE}),
+               manager.unsubscribe),
+            op(messages.RENEW, messages.ACTIONS_RENEW, manager.renew),
+            op(messages.PAUSE, messages.ACTIONS_PAUSE, manager.pause),
+            op(messages.RESUME, messages.ACTIONS_RESUME, manager.resume),
+            op(messages.REPLAY, frozenset({messages.ACTION_REPLAY}), manager.replay),
         ], limits, observe),
         # The broker's WSDL (brw-2 NotificationBroker portType) includes Subscribe as well.
         "NotificationBroker": SoapEndpoint("NotificationBroker", [
-            Operation(messages.NOTIFY, frozenset({messages.ACTION_NOTIFY}),
-                      lambda request: broker.notify(ctx, request)),
+            op(messages.NOTIFY, frozenset({messages.ACTION_NOTIFY}), broker.notify),
             subscribe,
+            current,
         ], limits, observe),
     }
 

@@ -8,3 +8,8 @@ class CeleryDispatcher:
         from workers.tasks import fanout
 
         fanout.delay(notification_id)
+
+    def deliver_in_order(self, delivery_ids: list[int]) -> None:
+        from workers.tasks import deliver
+
+        deliver.delay(delivery_ids, sequential=True)

@@ -15,6 +15,9 @@ from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from hiem.audit import AuditKind
+from hiem.audit.trail import Caller
+from hiem.store import audit, subscriptions
 from hiem.store import deliveries as store
 from hiem.store.db import utcnow
 from workers.runtime import runtime
@@ -38,6 +41,15 @@ def sweep_once() -> tuple[int, int]:
         due = store.requeue_due(session, cutoff, SWEEP_LIMIT)
     if due:
         send_deliveries(due)
+    with rt.db.session() as session:
+        expired = subscriptions.expire_due(session)
+        for row in expired:
+            audit.add(session, rt.audit.subscription(
+                AuditKind.SUBSCRIPTION_EXPIRED, Caller(address=None, user="hiem-reaper"), row.manager_address,
+                subscription_id=row.id, topic=row.topic_expression, message_id=None,
+                description=f"termination time {row.termination_time} reached"))
+    if expired:
+        log.info("expired %d subscriptions", len(expired))
     if fanouts or due:
         log.info("sweeper re-enqueued %d fan-outs and %d deliveries", len(fanouts), len(due))
     return len(fanouts), len(due)

@@ -32,9 +32,10 @@ def fanout(notification_id: int) -> int:
     """Match in the database, then hand the new deliveries to the workers in batches."""
     rt = runtime()
     with rt.db.session() as session:
-        matched = store.fan_out(session, notification_id)
-    enqueue_new_deliveries(notification_id)
-    return matched
+        done = store.fan_out(session, notification_id)
+    for nid in done:
+        enqueue_new_deliveries(nid)
+    return len(done)
 
 
 def enqueue_new_deliveries(notification_id: int) -> None:
@@ -56,9 +57,11 @@ def send_deliveries(ids: list[int]) -> None:
 
 
 @app.task(name="hiem.deliver")
-def deliver(delivery_ids: list[int]) -> None:
-    if len(delivery_ids) == 1:
-        deliver_one(delivery_ids[0])
+def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
+    """Send a batch concurrently, or one after the other (a resumed subscription's backlog, in order)."""
+    if len(delivery_ids) == 1 or sequential:
+        for delivery_id in delivery_ids:
+            deliver_one(delivery_id)
         return
     with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, len(delivery_ids))) as pool:
         list(pool.map(deliver_one, delivery_ids))

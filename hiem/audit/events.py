@@ -83,6 +83,7 @@ class AuditKind(CodedEnum):
     SUBSCRIBE_REFUSED = "subscribe-refused", "Subscribe refused"
     SUBSCRIPTION_TERMINATED = "subscription-terminated", "Subscription terminated"
     SUBSCRIPTION_EXPIRED = "subscription-expired", "Subscription expired"
+    SUBSCRIPTION_RENEWED = "subscription-renewed", "Subscription renewed"
     SECURITY_ALERT = "security-alert", "Security alert"
 
     @property
@@ -114,6 +115,7 @@ _KIND_CODES: dict[AuditKind, tuple[EventID, EventActionCode, HiemTransaction | N
     AuditKind.SUBSCRIBE_ACCEPTED: (EventID.QUERY, EventActionCode.EXECUTE, HiemTransaction.SUBSCRIBE),
     AuditKind.SUBSCRIBE_REFUSED: (EventID.QUERY, EventActionCode.EXECUTE, HiemTransaction.SUBSCRIBE),
     AuditKind.SUBSCRIPTION_TERMINATED: (EventID.QUERY, EventActionCode.EXECUTE, HiemTransaction.UNSUBSCRIBE),
+    AuditKind.SUBSCRIPTION_RENEWED: (EventID.QUERY, EventActionCode.EXECUTE, HiemTransaction.SUBSCRIBE),
     AuditKind.SUBSCRIPTION_EXPIRED: (
         EventID.QUERY,
         EventActionCode.EXECUTE,

@@ -52,9 +52,12 @@ def base_fault_detail(fault: WsnFault, now: datetime | None = None) -> etree._El
     description.text = fault.reason
     for tag, text in fault.extra_elements():
         if tag.endswith("}UnknownFilter") and text.startswith("{"):
-            # xsd:QName content needs its prefix declared in scope; declare it on the element itself.
+            # xsd:QName content needs its prefix in scope. Reuse a prefix the fault element already
+            # binds (lxml would drop a second declaration of the same namespace), else declare "uf".
             namespace, local = text[1:].split("}", 1)
-            etree.SubElement(element, tag, nsmap={"uf": namespace}).text = f"uf:{local}"
+            bound = next((p for p, u in element.nsmap.items() if u == namespace and p), None)
+            child = etree.SubElement(element, tag) if bound else etree.SubElement(element, tag, nsmap={"uf": namespace})
+            child.text = f"{bound or 'uf'}:{local}"
         else:
             etree.SubElement(element, tag).text = text
     return element

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Integer, String, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import DateTime, Integer, String, and_, bindparam, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,8 @@ from hiem.store.models import (
 )
 
 S = DeliveryState
+#: subscriptions that get deliveries created (paused ones keep theirs until resumed)
+_RECEIVING = (SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAUSED.value)
 
 
 @dataclass(frozen=True)
@@ -61,40 +63,81 @@ def record_notification(session: Session, new: NewNotification) -> Notification:
     return row
 
 
-def fan_out(session: Session, notification_id: int) -> int:
-    """Create one pending delivery per matching active subscription, in the database, idempotently.
+_FANOUT_LOCK = 0x68696566  # PostgreSQL advisory lock key: one fan-out at a time, in accept order
 
-    One INSERT ... SELECT from the compiled topic index: nothing is loaded into Python, and a re-run
-    (redelivered task) inserts nothing new thanks to the (notification, subscription) unique key.
+
+def fan_out(session: Session, notification_id: int) -> list[int]:
+    """Fan out every pending notification up to ``notification_id``, oldest first; returns their ids.
+
+    Per notification, one INSERT ... SELECT from the compiled topic index creates a pending delivery per
+    matching subscription with the subscription's next sequence number: nothing is loaded into Python,
+    and a re-run (redelivered task) finds the notification done. Fan-outs are serialized (advisory lock
+    on PostgreSQL; SQLite serializes writers anyway) and run in id order, so sequence numbers are
+    gap-free and follow the order in which the broker accepted the notifications.
     """
-    notification = session.get(Notification, notification_id)
-    if notification is None or notification.fanout_state == FanoutState.DONE.value:
-        return 0
+    if session.bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FANOUT_LOCK})
+    pending = list(session.scalars(
+        select(Notification.id).where(Notification.fanout_state == FanoutState.PENDING.value,
+                                      Notification.id <= notification_id).order_by(Notification.id)))
+    for nid in pending:
+        _fan_out_one(session, session.get(Notification, nid))
+    return pending
+
+
+def _fan_out_one(session: Session, notification: Notification) -> None:
     now = utcnow()
     when = bindparam("now", now, type_=DateTime(timezone=True))
+    previous = select(func.coalesce(func.max(Delivery.sequence), 0) + 1).where(
+        Delivery.subscription_id == SubscriptionTopic.subscription_id).scalar_subquery()
     matches = (
         select(
-            literal(notification_id, Integer), SubscriptionTopic.subscription_id,
+            literal(notification.id, Integer), SubscriptionTopic.subscription_id, previous,
             literal(S.PENDING.value, String), literal(0, Integer), when, when,
         )
         .join(Subscription, Subscription.id == SubscriptionTopic.subscription_id)
         .where(
             SubscriptionTopic.topic_id == notification.topic_id,
-            Subscription.status == SubscriptionStatus.ACTIVE.value,
+            Subscription.status.in_(_RECEIVING),
+            Subscription.message_filter.is_(None),
             or_(Subscription.termination_time.is_(None), Subscription.termination_time > when),
         )
     )
     insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(Delivery).from_select(
-        ["notification_id", "subscription_id", "state", "attempts", "created_at", "updated_at"], matches
-    ).on_conflict_do_nothing(index_elements=["notification_id", "subscription_id"])
-    session.execute(statement)
-    matched = session.scalar(select(func.count()).select_from(Delivery).where(
-        Delivery.notification_id == notification_id))
-    notification.matched = matched or 0
+    session.execute(insert(Delivery).from_select(
+        ["notification_id", "subscription_id", "sequence", "state", "attempts", "created_at", "updated_at"], matches
+    ).on_conflict_do_nothing(index_elements=["notification_id", "subscription_id"]))
+    _fan_out_filtered(session, notification, now)
+    notification.matched = session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.notification_id == notification.id)) or 0
     notification.fanout_state = FanoutState.DONE.value
     notification.fanout_done_at = now
-    return notification.matched
+
+
+def _fan_out_filtered(session: Session, notification: Notification, now: datetime) -> None:
+    """Subscriptions with a MessageContent filter: evaluated in Python, in keyset batches."""
+    from hiem.wsn.content_filter import matches_message
+
+    after = ""
+    while True:
+        batch = session.execute(
+            select(Subscription.id, Subscription.message_filter, Subscription.message_filter_namespaces)
+            .join(SubscriptionTopic, SubscriptionTopic.subscription_id == Subscription.id)
+            .where(SubscriptionTopic.topic_id == notification.topic_id, Subscription.status.in_(_RECEIVING),
+                   Subscription.message_filter.is_not(None), Subscription.id > after,
+                   or_(Subscription.termination_time.is_(None), Subscription.termination_time > now))
+            .order_by(Subscription.id).limit(500)).all()
+        if not batch:
+            return
+        for subscription_id, expression, namespaces in batch:
+            if matches_message(expression, namespaces or {}, notification.message_xml):
+                sequence = (session.scalar(select(func.max(Delivery.sequence)).where(
+                    Delivery.subscription_id == subscription_id)) or 0) + 1
+                session.add(Delivery(notification_id=notification.id, subscription_id=subscription_id,
+                                     sequence=sequence, state=S.PENDING.value, attempts=0,
+                                     created_at=now, updated_at=now))
+        session.flush()
+        after = batch[-1][0]
 
 
 def next_unqueued(session: Session, notification_id: int, after_id: int, limit: int) -> list[int]:
@@ -125,6 +168,7 @@ class Claim:
     manager_address: str
     dialect: str
     soap_version: str
+    sequence: int | None
     topic_namespace: str
     topic_path: str
     message_xml: bytes
@@ -157,16 +201,21 @@ def claim(session: Session, delivery_id: int, lease_seconds: float, ordered: boo
     delivery = session.get(Delivery, delivery_id)
     subscription = session.get(Subscription, delivery.subscription_id)
     notification = session.get(Notification, delivery.notification_id)
-    if subscription.status != SubscriptionStatus.ACTIVE.value:
+    if subscription.status == SubscriptionStatus.PAUSED.value:
+        delivery.state, delivery.attempts, delivery.lease_until = S.HELD.value, delivery.attempts - 1, None
+        return None
+    ended = as_utc(subscription.termination_time)
+    if subscription.status != SubscriptionStatus.ACTIVE.value or (ended is not None and ended <= now):
         delivery.state = S.CANCELLED.value
-        delivery.last_error = f"subscription {subscription.status}"
+        delivery.last_error = f"subscription {subscription.status if ended is None or ended > now else 'expired'}"
         return None
     return Claim(
         delivery_id=delivery.id, attempt=delivery.attempts, notification_id=notification.id,
         subscription_id=subscription.id, consumer_address=subscription.consumer_address,
         consumer_reference_parameters=subscription.consumer_reference_parameters,
         manager_address=subscription.manager_address, dialect=subscription.dialect,
-        soap_version=subscription.soap_version, topic_namespace=notification.topic_namespace,
+        soap_version=subscription.soap_version, sequence=delivery.sequence,
+        topic_namespace=notification.topic_namespace,
         topic_path=notification.topic_path, message_xml=notification.message_xml,
         producer_reference=notification.producer_reference, created_at=as_utc(delivery.created_at),
     )
@@ -306,3 +355,42 @@ def _skip_locked(session: Session, query):  # type: ignore[no-untyped-def]
     if session.bind.dialect.name == "postgresql":
         return query.with_for_update(skip_locked=True)
     return query
+
+
+def held_for(session: Session, subscription_id: str) -> list[int]:
+    """On resume: the subscription's held and pending deliveries, in sequence order, made pending again."""
+    ids = list(session.scalars(select(Delivery.id).where(
+        Delivery.subscription_id == subscription_id, Delivery.state.in_((S.HELD.value, S.PENDING.value)))
+        .order_by(Delivery.sequence)))
+    if ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
+            state=S.PENDING.value, enqueued_at=utcnow(), updated_at=utcnow()))
+    return ids
+
+
+@dataclass(frozen=True)
+class Replayed:
+    sequence: int
+    notification_id: int
+    topic_namespace: str
+    topic_path: str
+    message_xml: bytes
+    producer_reference: bytes
+
+
+def replay_since(session: Session, subscription_id: str, after: int, limit: int) -> tuple[int | None, list[Replayed]]:
+    """(oldest retained sequence, the notifications after ``after`` in sequence order, at most ``limit``)."""
+    oldest = session.scalar(select(func.min(Delivery.sequence)).where(Delivery.subscription_id == subscription_id))
+    rows = session.execute(
+        select(Delivery.sequence, Notification.id, Notification.topic_namespace, Notification.topic_path,
+               Notification.message_xml, Notification.producer_reference)
+        .join(Notification, Notification.id == Delivery.notification_id)
+        .where(Delivery.subscription_id == subscription_id, Delivery.sequence > after)
+        .order_by(Delivery.sequence).limit(limit)).all()
+    return oldest, [Replayed(*row) for row in rows]
+
+
+def latest_on_topic(session: Session, topic_id: int) -> Notification | None:
+    """GetCurrentMessage: the last notification the broker accepted on a topic."""
+    return session.scalar(select(Notification).where(Notification.topic_id == topic_id)
+                          .order_by(Notification.id.desc()).limit(1))

@@ -42,6 +42,7 @@ class Base(DeclarativeBase):
 
 class SubscriptionStatus(str, Enum):
     ACTIVE = "active"
+    PAUSED = "paused"          # notifications are kept (as pending deliveries) and sent in order on resume
     UNSUBSCRIBED = "unsubscribed"
     EXPIRED = "expired"
 
@@ -53,6 +54,7 @@ class DeliveryState(str, Enum):
     DELIVERED = "delivered"
     DEAD = "dead"              # final failure or attempts/age exhausted; can be replayed
     CANCELLED = "cancelled"    # the subscription ended before the notification could be sent
+    HELD = "held"              # the subscription is paused: kept, sent in order on resume
 
 
 class FanoutState(str, Enum):
@@ -98,6 +100,9 @@ class Subscription(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     termination_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: XPath 1.0 MessageContent filter (compiled at Subscribe to check it) and its namespace context
+    message_filter: Mapped[str | None] = mapped_column(Text)
+    message_filter_namespaces: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
 
 
 class SubscriptionTopic(Base):
@@ -131,10 +136,13 @@ class Delivery(Base):
         UniqueConstraint("notification_id", "subscription_id", name="uq_deliveries_pair"),
         Index("ix_deliveries_state_due", "state", "next_attempt_at"),
         Index("ix_deliveries_subscription", "subscription_id", "notification_id"),
+        UniqueConstraint("subscription_id", "sequence", name="uq_deliveries_sequence"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"))
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    #: per-subscription, gap-free, assigned at fan-out (the hiem:Sequence header)
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(512))

@@ -26,6 +26,8 @@ class NewSubscription:
     soap_version: str
     created_at: datetime
     termination_time: datetime | None = None
+    message_filter: str | None = None
+    message_filter_namespaces: dict[str, str] | None = None
     subscriber: str | None = None
     organization: str | None = None
 
@@ -37,7 +39,8 @@ def create(session: Session, new: NewSubscription, topic_ids: Iterable[int]) -> 
         topic_expression=new.topic_expression, dialect=new.dialect, topic_namespaces=new.topic_namespaces,
         is_wildcard=new.is_wildcard, soap_version=new.soap_version, status=SubscriptionStatus.ACTIVE.value,
         subscriber=new.subscriber, organization=new.organization, created_at=new.created_at,
-        termination_time=new.termination_time,
+        termination_time=new.termination_time, message_filter=new.message_filter,
+        message_filter_namespaces=new.message_filter_namespaces or {},
     )
     session.add(row)
     session.flush()
@@ -57,12 +60,46 @@ def end(session: Session, subscription_id: str, status: SubscriptionStatus) -> S
     now = utcnow()
     result = session.execute(
         update(Subscription)
-        .where(Subscription.id == subscription_id, Subscription.status == SubscriptionStatus.ACTIVE.value)
+        .where(Subscription.id == subscription_id,
+               Subscription.status.in_((SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAUSED.value)))
         .values(status=status.value, terminated_at=now)
     )
     if result.rowcount != 1:
         return None
     return session.get(Subscription, subscription_id)
+
+
+def _change(session: Session, subscription_id: str, allowed: tuple[str, ...], **values: object) -> bool:
+    result = session.execute(update(Subscription).where(
+        Subscription.id == subscription_id, Subscription.status.in_(allowed)).values(**values))
+    return result.rowcount == 1
+
+
+def renew(session: Session, subscription_id: str, termination: datetime | None) -> bool:
+    return _change(session, subscription_id, (SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAUSED.value),
+                   termination_time=termination)
+
+
+def pause(session: Session, subscription_id: str) -> bool:
+    """Pausing a paused subscription is fine (idempotent); an ended one is not."""
+    return _change(session, subscription_id, (SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAUSED.value),
+                   status=SubscriptionStatus.PAUSED.value)
+
+
+def resume(session: Session, subscription_id: str) -> bool:
+    return _change(session, subscription_id, (SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAUSED.value),
+                   status=SubscriptionStatus.ACTIVE.value)
+
+
+def expire_due(session: Session, limit: int = 1000) -> list[Subscription]:
+    """End subscriptions whose termination time has passed; returns them (for the audit trail)."""
+    now = utcnow()
+    due = list(session.scalars(select(Subscription).where(
+        Subscription.status.in_((SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAUSED.value)),
+        Subscription.termination_time.is_not(None), Subscription.termination_time <= now).limit(limit)))
+    for row in due:
+        row.status, row.terminated_at = SubscriptionStatus.EXPIRED.value, now
+    return due
 
 
 def list_subscriptions(session: Session, status: str | None = None, limit: int = 1000) -> list[Subscription]:

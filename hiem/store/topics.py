@@ -71,6 +71,18 @@ def topic_ids(session: Session, topics: Iterable[TopicPath]) -> list[int]:
     return [known[t] for t in topics if t in known]
 
 
+def namespace_documents(session: Session) -> list[TopicNamespace]:
+    """The loaded trees as TopicNamespace values (for the wstop:TopicSet resource property)."""
+    from hiem.wstopics import TopicNode
+
+    docs = []
+    for ns_row in namespaces(session):
+        paths = session.scalars(select(TopicRow.path).where(TopicRow.namespace_id == ns_row.id).order_by(TopicRow.path))
+        nodes = tuple(TopicNode(TopicPath(ns_row.uri, tuple(p.split("/")))) for p in paths)
+        docs.append(TopicNamespace(target_namespace=ns_row.uri, name=ns_row.name, final=ns_row.final, nodes=nodes))
+    return docs
+
+
 def namespaces(session: Session) -> list[TopicNamespaceRow]:
     return list(session.scalars(select(TopicNamespaceRow).order_by(TopicNamespaceRow.uri)))
 

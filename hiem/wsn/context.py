@@ -9,12 +9,15 @@ from hiem.audit.trail import AuditTrail, Caller
 from hiem.config import Settings
 from hiem.soap import SoapRequest
 from hiem.store.db import Database
+from hiem.wsn.leases import LeasePolicy
 
 
 class Dispatcher(Protocol):
     """Hands committed work to the workers. Losing a call is allowed: the sweeper re-enqueues."""
 
     def fanout(self, notification_id: int) -> None: ...
+
+    def deliver_in_order(self, delivery_ids: list[int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,10 @@ class ServiceContext:
     db: Database
     dispatcher: Dispatcher
     audit: AuditTrail
+
+    @property
+    def leases(self) -> LeasePolicy:
+        return LeasePolicy.from_settings(self.settings.default_lease, self.settings.max_lease)
 
     def base_url(self, request_base_url: str) -> str:
         return self.settings.public_url or request_base_url

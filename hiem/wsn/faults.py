@@ -156,6 +156,13 @@ class UnacceptableTerminationTimeFault(_TimeRangeFault):
     default_reason = "unacceptable termination time"
 
 
+InvalidResourcePropertyQNameFault = _fault("InvalidResourcePropertyQNameFault", "unknown resource property",
+                                           namespace=ns.WSRF_RP)
+#: hiem's own extension (namespace ``urn:hiem:broker:1``): a replay asked for sequence numbers that are
+#: no longer retained.
+SequenceOutOfRangeFault = _fault("SequenceOutOfRangeFault", "sequence number outside the retention window",
+                                 namespace=ns.HIEM)
+
 ALL_FAULTS: tuple[type[WsnFault], ...] = tuple(
     cls for cls in list(globals().values())
     if isinstance(cls, type) and issubclass(cls, WsnFault) and cls not in (WsnFault, _TimeRangeFault)

@@ -28,6 +28,24 @@ ACTION_UNSUBSCRIBE = "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/Un
 ACTION_UNSUBSCRIBE_PAUSABLE = "http://docs.oasis-open.org/wsn/bw-2/PausableSubscriptionManager/UnsubscribeRequest"
 ACTION_UNSUBSCRIBE_RESPONSE = "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/UnsubscribeResponse"
 ACTION_NOTIFY = "http://docs.oasis-open.org/wsn/bw-2/NotificationConsumer/Notify"
+GET_CURRENT_MESSAGE = ns.qname(WSNT, "GetCurrentMessage")
+ACTION_GET_CURRENT_MESSAGE = "http://docs.oasis-open.org/wsn/bw-2/NotificationProducer/GetCurrentMessageRequest"
+ACTION_GET_CURRENT_MESSAGE_RESPONSE = \
+    "http://docs.oasis-open.org/wsn/bw-2/NotificationProducer/GetCurrentMessageResponse"
+PAUSE = ns.qname(WSNT, "PauseSubscription")
+RESUME = ns.qname(WSNT, "ResumeSubscription")
+_SM = "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/"
+_PSM = "http://docs.oasis-open.org/wsn/bw-2/PausableSubscriptionManager/"
+ACTIONS_RENEW = frozenset({_SM + "RenewRequest", _PSM + "RenewRequest"})
+ACTION_RENEW_RESPONSE = _SM + "RenewResponse"
+ACTIONS_PAUSE = frozenset({_PSM + "PauseSubscriptionRequest"})
+ACTION_PAUSE_RESPONSE = _PSM + "PauseSubscriptionResponse"
+ACTIONS_RESUME = frozenset({_PSM + "ResumeSubscriptionRequest"})
+ACTION_RESUME_RESPONSE = _PSM + "ResumeSubscriptionResponse"
+#: hiem's extension (documented in docs/extensions.md): replay a subscription's stream after a sequence number
+REPLAY = ns.qname(ns.HIEM, "Replay")
+ACTION_REPLAY = "urn:hiem:broker:1/SubscriptionManager/ReplayRequest"
+ACTION_REPLAY_RESPONSE = "urn:hiem:broker:1/SubscriptionManager/ReplayResponse"
 
 _KNOWN_FILTERS = {ns.qname(WSNT, "TopicExpression"), ns.qname(WSNT, "ProducerProperties"),
                   ns.qname(WSNT, "MessageContent")}
@@ -52,6 +70,7 @@ class SubscribeRequest:
     topic: TopicExpressionData
     initial_termination_time: str | None = None
     policies: tuple[str, ...] = ()
+    message_content: TopicExpressionData | None = None
 
 
 @dataclass(frozen=True)
@@ -92,11 +111,12 @@ def decode_subscribe(body: etree._Element) -> SubscribeRequest:
     if unknown:
         names = ", ".join(etree.QName(t).localname for t in unknown)
         raise faults.InvalidFilterFault(f"unknown filter element(s): {names}", unknown)
-    unsupported = [c.tag for c in children if c.tag != _q("TopicExpression")]
-    if unsupported:
-        names = ", ".join(etree.QName(t).localname for t in unsupported)
-        raise faults.InvalidFilterFault(f"this broker supports only TopicExpression filters, not {names}",
-                                        unsupported)
+    if any(c.tag == _q("ProducerProperties") for c in children):
+        raise faults.InvalidProducerPropertiesExpressionFault(
+            "ProducerProperties filters are not supported by this broker (it has no producer properties)")
+    contents = [c for c in children if c.tag == _q("MessageContent")]
+    if len(contents) > 1:
+        raise faults.InvalidMessageContentExpressionFault("at most one MessageContent filter per Subscribe")
     topics = [c for c in children if c.tag == _q("TopicExpression")]
     if not topics:
         raise faults.SubscribeCreationFailedFault(
@@ -113,7 +133,7 @@ def decode_subscribe(body: etree._Element) -> SubscribeRequest:
     policy_el = body.find(_q("SubscriptionPolicy"))
     policies = tuple(c.tag for c in policy_el if isinstance(c.tag, str)) if policy_el is not None else ()
     return SubscribeRequest(consumer=consumer, topic=topic, initial_termination_time=itt or None,
-                            policies=policies)
+                            policies=policies, message_content=_topic_data(contents[0]) if contents else None)
 
 
 def decode_notify(body: etree._Element) -> NotifyRequest:
@@ -169,6 +189,58 @@ def subscribe_response(reference: EndpointReference, now: datetime,
 
 def unsubscribe_response() -> etree._Element:
     return etree.Element(_q("UnsubscribeResponse"), nsmap={"wsnt": WSNT})
+
+
+def decode_renew(body: etree._Element) -> str | None:
+    """The requested TerminationTime text; None when xsi:nil (no scheduled end)."""
+    element = body.find(_q("TerminationTime"))
+    if element is None:
+        raise faults.UnacceptableTerminationTimeFault("Renew must carry wsnt:TerminationTime", _now())
+    if element.get(ns.qname(ns.XSI, "nil")) in {"true", "1"}:
+        return None
+    return (element.text or "").strip()
+
+
+def renew_response(termination: datetime | None, now: datetime) -> etree._Element:
+    response = etree.Element(_q("RenewResponse"), nsmap={"wsnt": WSNT})
+    termination_el = etree.SubElement(response, _q("TerminationTime"))
+    if termination is None:
+        termination_el.set(ns.qname(ns.XSI, "nil"), "true")
+    else:
+        termination_el.text = _dt(termination)
+    etree.SubElement(response, _q("CurrentTime")).text = _dt(now)
+    return response
+
+
+def empty_response(local: str) -> etree._Element:
+    return etree.Element(_q(local), nsmap={"wsnt": WSNT})
+
+
+def decode_get_current_message(body: etree._Element) -> TopicExpressionData:
+    topic = body.find(_q("Topic"))
+    if topic is None:
+        raise faults.InvalidTopicExpressionFault("GetCurrentMessage must carry wsnt:Topic")
+    data = _topic_data(topic)
+    if not data.dialect:
+        raise faults.InvalidTopicExpressionFault("the Topic of GetCurrentMessage has no Dialect")
+    return data
+
+
+def get_current_message_response(message_xml: bytes) -> etree._Element:
+    """GetCurrentMessageResponse holds the message content itself (the wsnt:Message's child)."""
+    response = etree.Element(_q("GetCurrentMessageResponse"), nsmap={"wsnt": WSNT})
+    message = xmlsafe.parse(message_xml)
+    for child in message:
+        if isinstance(child.tag, str):
+            response.append(child)
+            break
+    return response
+
+
+def _now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
 
 
 def notify_body(*, subscription: EndpointReference, topic_text: str, topic_nsmap: dict[str, str],

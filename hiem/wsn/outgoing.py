@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import uuid
 
-from hiem import addressing
+from lxml import etree
+
+from hiem import addressing, ns
 from hiem.addressing import EndpointReference
 from hiem.delivery import DeliveryRequest
 from hiem.soap import SoapVersion, build_envelope, serialize
-from hiem.store.deliveries import Claim
+from hiem.store.deliveries import Claim, Replayed
 from hiem.wsn import messages
 from hiem.wstopics import TopicDialect, TopicPath, render_topic
 
@@ -26,6 +28,36 @@ _MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c7a52-5d0e-4c39-9a43-3f7f6f0b7a10")
 
 def delivery_message_id(subscription_id: str, notification_id: int) -> str:
     return f"urn:uuid:{uuid.uuid5(_MESSAGE_ID_NAMESPACE, f'{subscription_id}/{notification_id}')}"
+
+
+def sequence_header(subscription_id: str, sequence: int) -> etree._Element:
+    """``<hiem:Sequence subscription="..">N</hiem:Sequence>``: per-subscription, gap-free, from 1.
+
+    Not mustUnderstand: a consumer that does not know the header ignores it (SOAP processing rules).
+    """
+    element = etree.Element(ns.qname(ns.HIEM, "Sequence"), nsmap={"hiem": ns.HIEM})
+    element.set("subscription", subscription_id)
+    element.text = str(sequence)
+    return element
+
+
+def replay_response(subscription_id: str, manager_address: str, dialect_uri: str,
+                    found: list[Replayed]) -> etree._Element:
+    """``hiem:ReplayResponse``: one ``hiem:Replayed sequence="N"`` per notification, each holding the
+    wsnt:NotificationMessage exactly as the subscriber's Notify carried it."""
+    response = etree.Element(ns.qname(ns.HIEM, "ReplayResponse"), nsmap={"hiem": ns.HIEM, "wsnt": ns.WSNT})
+    dialect = TopicDialect(dialect_uri)
+    reference = messages.subscription_reference(manager_address, subscription_id)
+    for item in found:
+        topic_text, topic_nsmap = render_topic(TopicPath(item.topic_namespace, tuple(item.topic_path.split("/"))),
+                                               dialect)
+        notify = messages.notify_body(subscription=reference, topic_text=topic_text, topic_nsmap=topic_nsmap,
+                                      dialect=dialect.value, message_xml=item.message_xml,
+                                      producer_reference=item.producer_reference)
+        holder = etree.SubElement(response, ns.qname(ns.HIEM, "Replayed"))
+        holder.set("sequence", str(item.sequence))
+        holder.append(notify[0])
+    return response
 
 
 def build_delivery(claim: Claim) -> DeliveryRequest:
@@ -44,6 +76,8 @@ def build_delivery(claim: Claim) -> DeliveryRequest:
         to=claim.consumer_address, action=messages.ACTION_NOTIFY, message_id=message_id,
         reference_parameters=consumer.parameter_elements(),
     )
+    if claim.sequence is not None:
+        headers.append(sequence_header(claim.subscription_id, claim.sequence))
     envelope = build_envelope(version, headers, [body])
     return DeliveryRequest(
         address=claim.consumer_address, body=serialize(envelope),

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 
+from lxml import etree
+
 from hiem import ns
 from hiem.audit import AuditKind
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
-from hiem.store import audit, subscriptions
+from hiem.store import audit, deliveries, subscriptions
+from hiem.store import topics as topic_store
 from hiem.store.db import utcnow
-from hiem.wsn import faults, leases, messages, topics
+from hiem.wsn import content_filter, faults, leases, messages, topics
 from hiem.wsn.context import ServiceContext
 from hiem.wsn.outbound import check_consumer_address
+from hiem.wstopics import TopicDialect, topic_set_element
 
 _USE_RAW = ns.qname(ns.WSNT, "UseRaw")
 
@@ -20,9 +24,13 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     data = messages.decode_subscribe(request.body)
     _check_policies(data.policies)
     expression = topics.parse(data.topic)
+    content_namespaces = None
+    if data.message_content is not None:
+        content_namespaces = content_filter.compile_filter(
+            data.message_content.text, data.message_content.dialect, data.message_content.nsmap)
     check_consumer_address(data.consumer.address, ctx.settings)
     now = utcnow()
-    termination = leases.initial_termination(data.initial_termination_time, now)
+    termination = leases.initial_termination(data.initial_termination_time, now, ctx.leases)
     subscription_id = str(uuid.uuid4())
     manager = f"{ctx.base_url(request.base_url)}/wsn/SubscriptionManager"
     with ctx.db.session() as session:
@@ -34,6 +42,8 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
             topic_namespaces=dict(expression.namespaces), is_wildcard=expression.is_wildcard,
             soap_version="1.1" if request.version is SoapVersion.SOAP11 else "1.2",
             created_at=now, termination_time=termination, subscriber=request.remote_addr,
+            message_filter=data.message_content.text if data.message_content else None,
+            message_filter_namespaces=content_namespaces,
         ), topic_ids)
         audit.add(session, ctx.audit.subscription(
             AuditKind.SUBSCRIBE_ACCEPTED, ctx.caller(request), ctx.endpoint_url(request, "NotificationProducer"),
@@ -49,3 +59,50 @@ def _check_policies(policies: tuple[str, ...]) -> None:
                 "UseRaw is not supported: HIEM v2.0 §3.1.4 requires the wsnt:Notify wrapper")
         raise faults.UnrecognizedPolicyRequestFault(f"subscription policy {policy} is not recognized")
 
+
+
+def get_current_message(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
+    """GetCurrentMessage (§4.3): the last message published on one concrete topic."""
+    expression = topics.parse(messages.decode_get_current_message(request.body))
+    with ctx.db.session() as session:
+        _, topic_id = topics.notification_topic(session, expression)
+        latest = deliveries.latest_on_topic(session, topic_id)
+        if latest is None:
+            raise faults.NoCurrentMessageOnTopicFault(f"no message has been published on {expression.text}")
+        message_xml = latest.message_xml
+    return SoapReply(messages.ACTION_GET_CURRENT_MESSAGE_RESPONSE, messages.get_current_message_response(message_xml))
+
+
+_RESOURCE_PROPERTIES = {ns.qname(ns.WSTOP, "TopicSet"), ns.qname(ns.WSNT, "TopicExpressionDialect"),
+                        ns.qname(ns.WSNT, "FixedTopicSet")}
+
+
+def get_resource_property(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
+    """WS-ResourceProperties GetResourceProperty on the NotificationProducerRP document (b-2.xsd):
+    ``wstop:TopicSet`` (the loaded trees), ``wsnt:TopicExpressionDialect`` (one per supported dialect)
+    and ``wsnt:FixedTopicSet`` (true: topics come from loaded TopicNamespace documents only)."""
+    text = (request.body.text or "").strip()
+    prefix, _, local = text.rpartition(":")
+    namespace = request.body.nsmap.get(prefix or None)
+    wanted = ns.qname(namespace, local) if namespace else local
+    if wanted not in _RESOURCE_PROPERTIES:
+        raise faults.InvalidResourcePropertyQNameFault(
+            f"{text!r} is not a resource property of the NotificationProducer")
+    response = etree.Element(ns.qname(ns.WSRF_RP, "GetResourcePropertyResponse"), nsmap={"wsrf-rp": ns.WSRF_RP})
+    if wanted.endswith("}TopicSet"):
+        with ctx.db.session() as session:
+            trees = topic_store.namespace_documents(session)
+        response.append(topic_set_element(trees))
+    elif wanted.endswith("}TopicExpressionDialect"):
+        for dialect in TopicDialect:
+            element = etree.SubElement(response, ns.qname(ns.WSNT, "TopicExpressionDialect"), nsmap={"wsnt": ns.WSNT})
+            element.text = dialect.value
+    else:
+        etree.SubElement(response, ns.qname(ns.WSNT, "FixedTopicSet"), nsmap={"wsnt": ns.WSNT}).text = "true"
+    return SoapReply(ACTION_GET_RESOURCE_PROPERTY_RESPONSE, response)
+
+
+ACTION_GET_RESOURCE_PROPERTY = "http://docs.oasis-open.org/wsrf/rpw-2/GetResourceProperty/GetResourcePropertyRequest"
+ACTION_GET_RESOURCE_PROPERTY_RESPONSE = \
+    "http://docs.oasis-open.org/wsrf/rpw-2/GetResourceProperty/GetResourcePropertyResponse"
+GET_RESOURCE_PROPERTY = ns.qname(ns.WSRF_RP, "GetResourceProperty")

@@ -1,0 +1,97 @@
+"""Workers seen and queue depth, asked of the broker (not the database, which cannot know either).
+
+Distributed mode: the Redis list behind the Celery queue ``HIEM_QUEUE`` (LLEN, one list per priority
+step as kombu lays them out) and a Celery ``ping`` broadcast. Embedded mode has neither: its single
+worker runs inside ``hiem serve`` on an in-memory transport, and the console says so.
+
+A ping waits its whole timeout for replies, so answers are cached briefly: console pages poll every few
+seconds and many operators may be watching.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from hiem.config import Settings
+
+# kombu's Redis transport: priority 0 is the plain list name, the other steps add "\x06\x16<n>".
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+CACHE_SECONDS = 10.0
+PING_TIMEOUT = 0.8
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    mode: str                  # "embedded" | "distributed"
+    queue: str
+    depth: int | None          # messages waiting in the broker; None when it cannot be measured
+    workers: list[str] | None  # Celery node names that answered a ping; None when not asked
+    note: str = ""             # why a number is missing, in words for the operator
+
+    def to_json(self) -> dict[str, object]:
+        return {"mode": self.mode, "queue": self.queue, "depth": self.depth, "workers": self.workers,
+                "note": self.note}
+
+
+def queue_depth(settings: Settings) -> int | None:
+    """Messages waiting in the Redis lists of the queue; None for a broker that is not Redis."""
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(settings.queue + suffix)
+            return int(sum(pipe.execute()))
+    finally:
+        client.close()
+
+
+def workers_seen(timeout: float = PING_TIMEOUT) -> list[str]:
+    """Node names of the Celery workers that answer a ping within ``timeout`` (the app must be configured)."""
+    from workers.app import app
+
+    replies = app.control.ping(timeout=timeout) or []
+    return sorted(name for reply in replies for name in reply)
+
+
+class QueueProbe:
+    """Measures :class:`QueueStatus` for one deployment, caching the answer for a few seconds."""
+
+    def __init__(self, settings: Settings, cache_seconds: float = CACHE_SECONDS) -> None:
+        self.settings = settings
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, QueueStatus] | None = None
+        self._lock = threading.Lock()
+
+    def status(self) -> QueueStatus:
+        with self._lock:
+            if self._cached and time.monotonic() - self._cached[0] < self.cache_seconds:
+                return self._cached[1]
+            status = self._measure()
+            self._cached = (time.monotonic(), status)
+            return status
+
+    def _measure(self) -> QueueStatus:
+        s = self.settings
+        if s.embedded:
+            return QueueStatus("embedded", s.queue, None, None,
+                               "embedded mode: one in-process worker on an in-memory queue (nothing to measure)")
+        notes = []
+        try:
+            depth = queue_depth(s)
+            if depth is None:
+                notes.append("queue depth is measured for Redis brokers only")
+        except Exception as exc:  # the broker being down is exactly what an operator needs to see
+            depth = None
+            notes.append(f"queue depth unavailable: {type(exc).__name__}")
+        try:
+            workers: list[str] | None = workers_seen()
+        except Exception as exc:
+            workers = None
+            notes.append(f"worker ping failed: {type(exc).__name__}")
+        return QueueStatus("distributed", s.queue, depth, workers, "; ".join(notes))

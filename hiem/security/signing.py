@@ -1,0 +1,140 @@
+"""Outbound security: sign what the broker sends (WS-Security 1.1 SOAP Message Security, X.509 Token Profile).
+
+HIEM v2.0 §3.1.1 and §3.1.3: a message the broker sends on its own behalf (a Notify to a consumer)
+carries the NHIO "system" identity, a SAML assertion naming a system administrator, the organization,
+the role "IT Professional" and a purpose of use (see ``devkeys.mint_assertion``). :class:`EnvelopeSigner`
+adds, in one wsse:Security header (mustUnderstand in the envelope's own SOAP version):
+
+* wsu:Timestamp with Created and Expires (``lifetime_seconds``);
+* wsse:BinarySecurityToken with the broker's X.509 certificate;
+* the broker's saml2:Assertion, when given (it is appended as is: its enveloped signature stays valid
+  because it uses exclusive c14n, which ignores the new surrounding namespaces);
+* ds:Signature (exclusive c14n, RSA-SHA256 or ECDSA-SHA256 by key type, SHA-256 digests) over the
+  Body, the Timestamp and every WS-Addressing header, each given a wsu:Id when it has none. Its KeyInfo
+  is a SecurityTokenReference to the BinarySecurityToken.
+
+That is exactly what :class:`~hiem.security.verifying.EnvelopeVerifier` demands, so a consumer trusting
+the broker's certificate verifies the broker's messages (the round-trip tests prove it).
+
+Replay protection on the receiving side records each assertion ID once: mint a fresh assertion per
+message (``mint_assertion`` is one RSA signature) rather than reusing one signer's assertion forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+from lxml import etree
+from signxml import SignatureReference, XMLSigner, methods
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+
+from hiem import ns, xmlsafe
+from hiem.security._processor import (
+    BASE64_BINARY, WSU_ID, X509_TOKEN, SoapParts, cert_der, children, format_instant, id_index, q, soap_parts,
+)
+
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+class EnvelopeSigner:
+    """Signs SOAP 1.1/1.2 envelopes with one key, its certificate and, optionally, one SAML assertion."""
+
+    def __init__(self, key_pem: bytes, cert_pem: bytes, assertion: bytes | None = None,
+                 lifetime_seconds: float = 300) -> None:
+        key = load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, SigningKey):
+            raise ValueError("EnvelopeSigner needs an RSA or EC private key")
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        spki = (Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+            raise ValueError("EnvelopeSigner: the private key does not belong to the certificate")
+        if assertion is not None and xmlsafe.parse(assertion).tag != q(ns.SAML2, "Assertion"):
+            raise ValueError("EnvelopeSigner: the assertion is not a saml2:Assertion")
+        if lifetime_seconds <= 0:
+            raise ValueError("EnvelopeSigner: lifetime_seconds must be positive")
+        self.key_pem, self.cert_pem, self.assertion = key_pem, cert_pem, assertion
+        self.lifetime = timedelta(seconds=lifetime_seconds)
+        self._key: SigningKey = key
+        self._cert = cert
+
+    def sign(self, envelope: etree._Element) -> etree._Element:
+        """Add the wsse:Security header and sign; returns ``envelope`` itself, changed in place."""
+        parts = soap_parts(envelope)
+        security = ensure_security(parts)
+        if children(security, q(ns.DS, "Signature")) or children(security, q(ns.WSU, "Timestamp")):
+            raise ValueError("the envelope is already signed")
+        now = datetime.now(UTC)
+        timestamp = etree.Element(q(ns.WSU, "Timestamp"), {WSU_ID: _new_id("TS")})
+        etree.SubElement(timestamp, q(ns.WSU, "Created")).text = format_instant(now)
+        etree.SubElement(timestamp, q(ns.WSU, "Expires")).text = format_instant(now + self.lifetime)
+        token = etree.Element(_BST, {"EncodingType": BASE64_BINARY, "ValueType": X509_TOKEN, WSU_ID: _new_id("X509")})
+        token.text = base64.b64encode(cert_der(self._cert)).decode("ascii")
+        security.insert(0, timestamp)
+        security.insert(1, token)
+        if self.assertion is not None:
+            if children(security, q(ns.SAML2, "Assertion")):
+                raise ValueError("the envelope already carries a SAML assertion")
+            security.append(xmlsafe.parse(self.assertion))
+        targets = [parts.body, timestamp]
+        targets += [block for block in parts.header_blocks if etree.QName(block).namespace == ns.WSA]
+        references = [SignatureReference(URI=f"#{_ensure_id(element)}") for element in targets]
+        id_index(envelope)  # signxml would silently sign the wrong thing for an ambiguous id: refuse first
+        signature = self._xml_signer().sign(envelope, key=self._key, reference_uri=references,
+                                            key_info=_key_info(str(token.get(WSU_ID))))
+        security.append(signature)
+        return envelope
+
+    def _xml_signer(self) -> XMLSigner:
+        algorithm = SignatureMethod.ECDSA_SHA256 if isinstance(self._key, ec.EllipticCurvePrivateKey) \
+            else SignatureMethod.RSA_SHA256
+        return XMLSigner(method=methods.detached, signature_algorithm=algorithm,
+                         digest_algorithm=DigestAlgorithm.SHA256,
+                         c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
+
+
+_BST = q(ns.WSSE, "BinarySecurityToken")
+
+
+def ensure_security(parts: SoapParts) -> etree._Element:
+    """The envelope's wsse:Security header, created (with SOAP Header and mustUnderstand) when missing."""
+    header = parts.header
+    if header is None:
+        header = etree.Element(q(parts.soap_ns, "Header"))
+        parts.envelope.insert(0, header)
+    existing = [block for block in children(header) if block.tag == q(ns.WSSE, "Security")]
+    if len(existing) > 1:
+        raise ValueError("the envelope has more than one wsse:Security header")
+    if existing:
+        return existing[0]
+    security = etree.Element(q(ns.WSSE, "Security"), nsmap={"wsse": ns.WSSE, "wsu": ns.WSU})
+    # SOAP 1.1 §4.2.3 spells mustUnderstand "1"; SOAP 1.2 Part 1 §5.2.3 uses xs:boolean, "true".
+    security.set(q(parts.soap_ns, "mustUnderstand"), "1" if parts.soap_ns == ns.SOAP11 else "true")
+    header.insert(0, security)
+    return security
+
+
+def _ensure_id(element: etree._Element) -> str:
+    existing = element.get(WSU_ID)
+    if existing:
+        return existing
+    new = _new_id("id")
+    element.set(WSU_ID, new)
+    return new
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def _key_info(token_id: str) -> etree._Element:
+    key_info = etree.Element(q(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
+    reference = etree.SubElement(etree.SubElement(key_info, q(ns.WSSE, "SecurityTokenReference"),
+                                                  nsmap={"wsse": ns.WSSE}), q(ns.WSSE, "Reference"))
+    reference.set("URI", f"#{token_id}")
+    reference.set("ValueType", X509_TOKEN)
+    return key_info
