@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--dev", action="store_true", help="dev mode: no security checks, loopback only")
     serve.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
+    # -- ops console (hiem.ops) --
+    serve.add_argument("--ops-port", type=int, default=None,
+                       help="serve the /ops console and /metrics on this port only (not on --port)")
+    serve.add_argument("--ops-host", default=None, help="address for --ops-port (default: --host)")
+    # -- end ops --
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker for the configured broker")
@@ -99,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
+    from hiem.ops.cli import register as register_ops_commands  # `operators`, `status` (hiem.ops)
+
+    register_ops_commands(sub)
     return parser
 
 
@@ -107,11 +115,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from hiem.server import run_server
 
     if settings.dev:
-        if not ipaddress.ip_address(_host_ip(args.host)).is_loopback:
+        if not all(ipaddress.ip_address(_host_ip(h)).is_loopback for h in (args.host, args.ops_host or args.host)):
             print("hiem: --dev binds to loopback only; use --host 127.0.0.1", file=sys.stderr)
             return 2
         print(DEV_BANNER, file=sys.stderr, flush=True)
-    return run_server(settings, host=args.host, port=args.port, threads=args.threads)
+    return run_server(settings, host=args.host, port=args.port, threads=args.threads, ops_host=args.ops_host,
+                      ops_port=args.ops_port)
 
 
 def _host_ip(host: str) -> str:
@@ -131,13 +140,15 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- operator commands ----------------------------------------------------------------------------------------
 def _topics_load(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import load_topic_files, open_database
+    from hiem.bootstrap import open_database
 
     for path in args.files:
         if not path.is_file():
             print(f"hiem: no such file: {path}", file=sys.stderr)
             return 2
-    results = load_topic_files(open_database(settings), list(args.files))
+    from hiem.ops.cli import load_topics_with_progress  # rich progress bar on stderr
+
+    results = load_topics_with_progress(open_database(settings), list(args.files))
     for result in results:
         print(f"{result.namespace}: {result.added} topics added, {result.existing} already loaded")
     return 0
@@ -192,8 +203,13 @@ def _deliveries_replay(args: argparse.Namespace, settings: Settings) -> int:
     from hiem.store import deliveries
 
     db = open_database(settings)
-    with db.session() as session:
-        ids = deliveries.replay(session, None if args.all_dead else list(args.ids))
+    if args.all_dead:
+        from hiem.ops.cli import replay_with_progress  # batches with a rich progress bar; recorded
+
+        ids = replay_with_progress(db, None)
+    else:
+        with db.session() as session:
+            ids = deliveries.replay(session, list(args.ids))
     if not ids:
         print("no dead deliveries matched")
         return 1 if args.ids else 0

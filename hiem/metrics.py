@@ -17,6 +17,7 @@ delivery_latency_seconds               gauge histogram  received → delivered, 
                                                         last hour (a window, so buckets can go down)
 delivery_attempts                      gauge histogram  attempts used by deliveries finished in the last hour
 queue_depth{queue}                     gauge            messages waiting in the Redis queue (distributed)
+workers_seen                           gauge            Celery workers consuming the queue (distributed)
 parked_consumers                       gauge            consumer origins parked by the circuit breaker
 audit_backlog                          gauge            audit records not yet shipped to the repository
 subscriptions{status}                  gauge            subscriptions by status
@@ -129,7 +130,7 @@ class HiemCollector(Collector):
             depth.add_metric([status.queue], float(status.depth))
             yield depth
         if status.workers is not None:
-            yield GaugeMetricFamily("hiem_workers_seen", "Celery workers that answered a ping",
+            yield GaugeMetricFamily("hiem_workers_seen", "Celery workers consuming the queue that answered a broadcast",
                                     value=len(status.workers))
 
     @staticmethod

@@ -12,13 +12,14 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from hiem.audit.trail import AuditTrail
 from hiem.bootstrap import load_topic_files, open_database, topic_files
 from hiem.config import Settings
-from hiem.web import HiemApp
+from hiem.web import HiemApp, WsgiApp
 from hiem.wsn.context import ServiceContext
 
 log = logging.getLogger(__name__)
 
 
-def run_server(settings: Settings, *, host: str, port: int, threads: int = 16) -> int:
+def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, ops_host: str | None = None,
+               ops_port: int | None = None) -> int:
     from workers import app as celery_app
     from workers.dispatch import CeleryDispatcher
 
@@ -27,8 +28,15 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16) -
     for result in load_topic_files(database, topic_files(settings)):
         log.info("topics %s: %d added, %d already loaded", result.namespace, result.added, result.existing)
     ctx = ServiceContext(settings=settings, db=database, dispatcher=CeleryDispatcher(), audit=AuditTrail(settings))
-    web_app = HiemApp(ctx, broker_check=celery_app.broker_reachable)
+    # -- ops console (hiem.ops): on the main port, or alone on --ops-port --
+    from hiem.ops.serving import mount_console
+
+    console = mount_console(settings, database, host=host, port=port, ops_host=ops_host, ops_port=ops_port,
+                            make_server=make_http_server)
+    # -- end ops --
+    web_app = HiemApp(ctx, broker_check=celery_app.broker_reachable, ops=console.on_main)
     server = make_http_server(settings, app_=web_app, host=host, port=port, threads=threads)
+    console.start()
     mode = "embedded (SQLite/in-process worker)" if settings.embedded else "distributed (web only)"
     scheme = "https" if settings.tls.enabled else "http"
     log.info("hiem listening on %s://%s:%s (%s, database %s)", scheme, host, port, mode,
@@ -38,6 +46,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16) -
             server.safe_start()
         finally:
             server.stop()
+            console.stop()
         return 0
     web = threading.Thread(target=server.safe_start, name="hiem-http", daemon=True)
     web.start()
@@ -58,10 +67,11 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16) -
         sweeper.stop()
         shipper.stop()
         server.stop()
+        console.stop()
     return worker.exitcode or 0
 
 
-def make_http_server(settings: Settings, *, app_: HiemApp, host: str, port: int, threads: int) -> wsgi.Server:
+def make_http_server(settings: Settings, *, app_: WsgiApp, host: str, port: int, threads: int) -> wsgi.Server:
     """cheroot's threaded WSGI server; HTTPS (with client-certificate verification) when configured."""
     server = wsgi.Server((host, port), app_, numthreads=threads, server_name="hiem", timeout=30)
     server.max_request_body_size = 0  # the SOAP edge reads at most HIEM_MAX_REQUEST_BYTES + 1 and answers a fault

@@ -9,6 +9,7 @@ Routes:
 ``GET  /wsn/{endpoint}?wsdl``               the endpoint's WSDL (imports the OASIS bw-2/brw-2)
 ``GET  /wsdl/{file}``                       the imported WSDL/XSD files
 ``GET  /healthz``                           200 + JSON when database and broker answer, else 503
+``/ops[/*]``, ``GET /metrics``              operators' console and Prometheus metrics (unless --ops-port)
 =========================================== ==================================================
 """
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 BrokerCheck = Callable[[], bool]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def build_endpoints(ctx: ServiceContext) -> dict[str, SoapEndpoint]:
@@ -70,10 +72,11 @@ def build_endpoints(ctx: ServiceContext) -> dict[str, SoapEndpoint]:
 class HiemApp:
     """The broker's WSGI callable."""
 
-    def __init__(self, ctx: ServiceContext, broker_check: BrokerCheck) -> None:
+    def __init__(self, ctx: ServiceContext, broker_check: BrokerCheck, ops: WsgiApp | None = None) -> None:
         self.ctx = ctx
         self.endpoints = build_endpoints(ctx)
         self.broker_check = broker_check
+        self.ops = ops  # ops console + /metrics (hiem.ops); None when served on --ops-port instead
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
@@ -81,6 +84,10 @@ class HiemApp:
         base_url = self.ctx.base_url(_request_base_url(environ))
         if path == "/healthz":
             return self._health(start_response)
+        # -- ops console and metrics (hiem.ops, hiem.metrics) --
+        if self.ops is not None and (path in {"/ops", "/metrics"} or path.startswith("/ops/")):
+            return self.ops(environ, start_response)
+        # -- end ops --
         if path.startswith("/wsdl/") and method in {"GET", "HEAD"}:
             document = contract.served_document(path[len("/wsdl/"):], base_url)
             if document is None:

@@ -59,9 +59,15 @@ def send_deliveries(ids: list[int]) -> None:
 @app.task(name="hiem.deliver")
 def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
     """Send a batch concurrently, or one after the other (a resumed subscription's backlog, in order)."""
-    if len(delivery_ids) == 1 or sequential:
+    if sequential:
+        rt = runtime()
         for delivery_id in delivery_ids:
+            with rt.db.session() as session:
+                store.unhold(session, delivery_id)
             deliver_one(delivery_id)
+        return
+    if len(delivery_ids) == 1:
+        deliver_one(delivery_ids[0])
         return
     with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, len(delivery_ids))) as pool:
         list(pool.map(deliver_one, delivery_ids))

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from hiem.config import Settings
 from hiem.metrics import MetricsApp
 from hiem.ops import actions, operators, pages
-from hiem.ops.http import Request, Response, login_url, redirect, safe_next, text
+from hiem.ops.http import Request, Response, login_url, redirect, safe_next, text, with_done
 from hiem.ops.queue import QueueProbe
 from hiem.ops.render import Renderer
 from hiem.ops.sessions import COOKIE_NAME, Session, SessionSigner, password_fingerprint
@@ -132,8 +132,8 @@ class OpsApp:
                 return redirect(login_url(request.full_path))
             return text("403 Forbidden", "log in first\n")
         if request.method == "POST":
-            if not (request.same_origin(self._public_hosts)
-                    and self.signer.check_csrf(visit.session, request.form().get("csrf") or request.header("X-CSRF-Token"))):
+            token = request.form().get("csrf") or request.header("X-CSRF-Token")
+            if not (request.same_origin(self._public_hosts) and self.signer.check_csrf(visit.session, token)):
                 log.warning("ops console: refused a POST to %s without a valid CSRF token from %s",
                             request.path, request.remote_addr)
                 return text("403 Forbidden", "missing or invalid CSRF token: reload the page and try again\n")
@@ -223,5 +223,4 @@ class OpsApp:
             return self._page(visit, "error.html", "403 Forbidden", message="viewers see everything but cannot act")
         outcome = actions.run(self.db, visit.me.username, action, target)
         log.info("ops console: %s %s %s: %s", visit.me.username, action.name, target, outcome.message)
-        back = safe_next(form.get("back"))
-        return redirect(f"{back}{'&' if '?' in back else '?'}done={outcome.action_id}")
+        return redirect(with_done(safe_next(form.get("back")), outcome.action_id))

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit
 
 MAX_FORM_BYTES = 64 * 1024
 
@@ -118,6 +118,13 @@ def safe_next(value: str | None, default: str = "/ops") -> str:
     if value and value.startswith("/ops") and not value.startswith("//") and "\\" not in value:
         return value
     return default
+
+
+def with_done(back: str, action_id: int) -> str:
+    """``back`` with ``done=<action id>`` (replacing an earlier one), so the page can show the outcome."""
+    parts = urlsplit(back)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "done"]
+    return parts._replace(query=urlencode([*query, ("done", str(action_id))])).geturl()
 
 
 def login_url(next_path: str) -> str:

@@ -135,11 +135,13 @@ def deliveries_of(session: Session, subscription_id: str | None = None, notifica
 
 # -- notifications ------------------------------------------------------------------------------------------
 FAILING = (DeliveryState.RETRYING.value,)
-WAITING = (DeliveryState.PENDING.value, DeliveryState.IN_FLIGHT.value)
 
 
 @dataclass(frozen=True)
 class FanoutProgress:
+    """Where a notification's deliveries are; ``waiting`` is everything not yet final nor failing (pending,
+    in flight, held for a paused subscription, and any state added later)."""
+
     notification: Notification
     delivered: int
     failing: int
@@ -151,10 +153,6 @@ class FanoutProgress:
     def matched(self) -> int:
         return self.notification.matched
 
-    @property
-    def done(self) -> bool:
-        return self.notification.fanout_state == "done" and not (self.failing or self.waiting)
-
 
 def recent_notifications(session: Session, limit: int = 50) -> list[FanoutProgress]:
     rows = list(session.scalars(select(Notification).order_by(Notification.id.desc()).limit(limit)))
@@ -164,13 +162,14 @@ def recent_notifications(session: Session, limit: int = 50) -> list[FanoutProgre
                 select(Delivery.notification_id, Delivery.state, func.count())
                 .where(Delivery.notification_id.in_(list(counts))).group_by(Delivery.notification_id, Delivery.state)):
             counts[nid][state] = int(count)
-
-    def total(nid: int, states: tuple[str, ...]) -> int:
-        return sum(counts[nid].get(s, 0) for s in states)
-
-    return [FanoutProgress(row, total(row.id, (DeliveryState.DELIVERED.value,)), total(row.id, FAILING),
-                           total(row.id, (DeliveryState.DEAD.value,)), total(row.id, WAITING),
-                           total(row.id, (DeliveryState.CANCELLED.value,))) for row in rows]
+    result = []
+    for row in rows:
+        c = counts[row.id]
+        delivered, failing = c.get(DeliveryState.DELIVERED.value, 0), sum(c.get(s, 0) for s in FAILING)
+        dead, cancelled = c.get(DeliveryState.DEAD.value, 0), c.get(DeliveryState.CANCELLED.value, 0)
+        waiting = sum(c.values()) - delivered - failing - dead - cancelled
+        result.append(FanoutProgress(row, delivered, failing, dead, waiting, cancelled))
+    return result
 
 
 # -- dead letters and parked consumers ----------------------------------------------------------------------

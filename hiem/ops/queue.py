@@ -1,10 +1,10 @@
 """Workers seen and queue depth, asked of the broker (not the database, which cannot know either).
 
 Distributed mode: the Redis list behind the Celery queue ``HIEM_QUEUE`` (LLEN, one list per priority
-step as kombu lays them out) and a Celery ``ping`` broadcast. Embedded mode has neither: its single
+step as kombu lays them out) and the Celery workers that say they consume that queue. Embedded mode has neither: its single
 worker runs inside ``hiem serve`` on an in-memory transport, and the console says so.
 
-A ping waits its whole timeout for replies, so answers are cached briefly: console pages poll every few
+A broadcast waits its whole timeout for replies, so answers are cached briefly: console pages poll every few
 seconds and many operators may be watching.
 """
 
@@ -27,7 +27,7 @@ class QueueStatus:
     mode: str                  # "embedded" | "distributed"
     queue: str
     depth: int | None          # messages waiting in the broker; None when it cannot be measured
-    workers: list[str] | None  # Celery node names that answered a ping; None when not asked
+    workers: list[str] | None  # Celery nodes consuming the queue that answered; None when not asked
     note: str = ""             # why a number is missing, in words for the operator
 
     def to_json(self) -> dict[str, object]:
@@ -51,12 +51,18 @@ def queue_depth(settings: Settings) -> int | None:
         client.close()
 
 
-def workers_seen(timeout: float = PING_TIMEOUT) -> list[str]:
-    """Node names of the Celery workers that answer a ping within ``timeout`` (the app must be configured)."""
+def workers_seen(queue: str, timeout: float = PING_TIMEOUT) -> list[str]:
+    """Node names of the Celery workers consuming ``queue`` that answer within ``timeout``.
+
+    Asked with ``active_queues`` rather than ``ping``: a broadcast reaches every worker on the broker,
+    including other deployments' sharing the Redis database, and only the queue tells ours apart.
+    """
     from workers.app import app
 
-    replies = app.control.ping(timeout=timeout) or []
-    return sorted(name for reply in replies for name in reply)
+    # broadcast() returns one {node: queues} dict per reply; inspect() would merge same-named nodes
+    replies = app.control.broadcast("active_queues", reply=True, timeout=timeout) or []
+    return sorted(name for reply in replies for name, queues in reply.items()
+                  if any(q.get("name") == queue for q in queues or []))
 
 
 class QueueProbe:
@@ -90,8 +96,8 @@ class QueueProbe:
             depth = None
             notes.append(f"queue depth unavailable: {type(exc).__name__}")
         try:
-            workers: list[str] | None = workers_seen()
+            workers: list[str] | None = workers_seen(s.queue)
         except Exception as exc:
             workers = None
-            notes.append(f"worker ping failed: {type(exc).__name__}")
+            notes.append(f"asking the workers failed: {type(exc).__name__}")
         return QueueStatus("distributed", s.queue, depth, workers, "; ".join(notes))

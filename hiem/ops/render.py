@@ -10,6 +10,8 @@ from markupsafe import Markup, escape
 
 from hiem.store.db import as_utc, utcnow
 
+NONE = "\N{EN DASH}"  # shown for a missing value
+
 
 def age(value: datetime | None, now: datetime | None = None) -> str:
     """'12 s ago', '3 min ago', '2 h ago', '4 d ago' (or 'in …' for a time still ahead)."""
@@ -27,13 +29,13 @@ def age(value: datetime | None, now: datetime | None = None) -> str:
 
 
 def utc(value: datetime | None) -> str:
-    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "–"
+    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else NONE
 
 
 def when(value: datetime | None) -> Markup:
     """A time as shown everywhere in the console: UTC, machine-readable, and how long ago (kept fresh by JS)."""
     if value is None:
-        return Markup("–")
+        return Markup(NONE)
     iso = as_utc(value).isoformat().replace("+00:00", "Z")
     return Markup('<time datetime="{0}">{1}</time> <span class="age" data-t="{0}">{2}</span>').format(
         iso, utc(value), age(value))
@@ -41,7 +43,7 @@ def when(value: datetime | None) -> Markup:
 
 def seconds(value: float | None) -> str:
     if value is None:
-        return "–"
+        return NONE
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 120:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 from lxml import etree
 
 from hiem import ns
@@ -167,3 +169,19 @@ def pinned(cert: x509.Certificate, trusted: tuple[x509.Certificate, ...]) -> boo
     """Certificate pinning: the very certificate (DER bytes), not merely one chaining to a trusted CA."""
     der = cert_der(cert)
     return any(cert_der(candidate) == der for candidate in trusted)
+
+
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@functools.lru_cache(maxsize=16)
+def load_signing_key(key_pem: bytes) -> SigningKey:
+    """Load an unencrypted PEM RSA or EC private key; ValueError for anything else.
+
+    Cached: loading an RSA key checks it thoroughly (tens of milliseconds), and the broker signs every
+    outgoing message with the same one or two keys.
+    """
+    key = load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, SigningKey):
+        raise ValueError("only RSA and EC private keys can sign")
+    return key

@@ -36,8 +36,19 @@ from signxml import VerifyResult, XMLVerifier
 from hiem import ns
 from hiem.security._inbound import Inbound, call_signxml, check_algorithms, signature_configuration
 from hiem.security._processor import (
-    BASE64_BINARY, EXC_C14N, SAML_ID, X509_TOKEN, cert_from_base64, children, exclusive_c14n, fingerprint,
-    pinned, public_key_pem, q, soap_parts, text_of,
+    BASE64_BINARY,
+    EXC_C14N,
+    SAML_ID,
+    X509_TOKEN,
+    cert_from_base64,
+    children,
+    exclusive_c14n,
+    fingerprint,
+    pinned,
+    public_key_pem,
+    q,
+    soap_parts,
+    text_of,
 )
 from hiem.security.errors import FaultSubcode, SecurityError
 from hiem.security.policy import HOLDER_OF_KEY, SENDER_VOUCHES
@@ -155,6 +166,8 @@ class MessageSignatureCheck:
     def _require_coverage(inbound: Inbound) -> None:
         if not inbound.is_signed(inbound.parts.body):
             raise SecurityError.signature("the message signature does not cover the SOAP Body")
+        if inbound.timestamp is None and inbound.policy.require_signature:
+            raise SecurityError.policy("wsse:Security must carry a signed wsu:Timestamp")
         if inbound.timestamp is not None and not inbound.is_signed(inbound.timestamp):
             raise SecurityError.signature("the message signature does not cover the wsu:Timestamp")
         for block in inbound.parts.header_blocks:

@@ -27,18 +27,27 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import etree
 from signxml import SignatureReference, XMLSigner, methods
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
 from hiem import ns, xmlsafe
 from hiem.security._processor import (
-    BASE64_BINARY, WSU_ID, X509_TOKEN, SoapParts, cert_der, children, format_instant, id_index, q, soap_parts,
+    BASE64_BINARY,
+    WSU_ID,
+    X509_TOKEN,
+    SigningKey,
+    SoapParts,
+    cert_der,
+    children,
+    format_instant,
+    id_index,
+    load_signing_key,
+    q,
+    soap_parts,
 )
-
-SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 class EnvelopeSigner:
@@ -46,9 +55,7 @@ class EnvelopeSigner:
 
     def __init__(self, key_pem: bytes, cert_pem: bytes, assertion: bytes | None = None,
                  lifetime_seconds: float = 300) -> None:
-        key = load_pem_private_key(key_pem, password=None)
-        if not isinstance(key, SigningKey):
-            raise ValueError("EnvelopeSigner needs an RSA or EC private key")
+        key = load_signing_key(key_pem)
         cert = x509.load_pem_x509_certificate(cert_pem)
         spki = (Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
         if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
@@ -80,14 +87,18 @@ class EnvelopeSigner:
             if children(security, q(ns.SAML2, "Assertion")):
                 raise ValueError("the envelope already carries a SAML assertion")
             security.append(xmlsafe.parse(self.assertion))
-        targets = [parts.body, timestamp]
-        targets += [block for block in parts.header_blocks if etree.QName(block).namespace == ns.WSA]
-        references = [SignatureReference(URI=f"#{_ensure_id(element)}") for element in targets]
+        references = [SignatureReference(URI=f"#{_ensure_id(element)}") for element in self._targets(parts, timestamp)]
         id_index(envelope)  # signxml would silently sign the wrong thing for an ambiguous id: refuse first
         signature = self._xml_signer().sign(envelope, key=self._key, reference_uri=references,
                                             key_info=_key_info(str(token.get(WSU_ID))))
         security.append(signature)
         return envelope
+
+    @staticmethod
+    def _targets(parts: SoapParts, timestamp: etree._Element) -> list[etree._Element]:
+        """What the signature covers: the Body, the Timestamp and every WS-Addressing header block."""
+        wsa = [block for block in parts.header_blocks if etree.QName(block).namespace == ns.WSA]
+        return [parts.body, timestamp, *wsa]
 
     def _xml_signer(self) -> XMLSigner:
         algorithm = SignatureMethod.ECDSA_SHA256 if isinstance(self._key, ec.EllipticCurvePrivateKey) \

@@ -83,7 +83,11 @@ class SoapEndpoint:
         self.limits = limits
         self.operations = {op.element: op for op in operations}
         self.fault_observer = fault_observer
-        self._apps = {version: self._spyne_app(version) for version in SoapVersion}
+        # spyne keys operations by "{application tns}element", so each body-element namespace needs an
+        # application of its own (WS-N ops, WS-ResourceProperties ops, hiem's extensions).
+        namespaces = {etree.QName(element).namespace for element in self.operations}
+        self._apps = {(version, namespace): self._spyne_app(version, namespace)
+                      for version in SoapVersion for namespace in namespaces}
 
     # -- WSGI -------------------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -118,13 +122,15 @@ class SoapEndpoint:
         environ["CONTENT_LENGTH"] = str(len(raw))
         environ["REQUEST_METHOD"] = "POST"
         environ["QUERY_STRING"] = ""
-        return self._apps[request.version](environ, start_response)
+        namespace = etree.QName(request.body).namespace
+        return self._apps[(request.version, namespace)](environ, start_response)
 
     # -- spyne wiring -----------------------------------------------------------------------------------
-    def _spyne_app(self, version: SoapVersion) -> WsgiApplication:
+    def _spyne_app(self, version: SoapVersion, namespace: str | None) -> WsgiApplication:
         endpoint = self
         methods: dict[str, Any] = {}
-        for index, element in enumerate(self.operations):
+        mine = [element for element in self.operations if etree.QName(element).namespace == namespace]
+        for index, element in enumerate(mine):
 
             def operation(ctx: Any, _body: Any) -> None:
                 ctx.udc = endpoint._run(ctx.transport.req_env["hiem.request"])
@@ -134,10 +140,11 @@ class SoapEndpoint:
             operation.__name__ = operation.__qualname__ = f"op{index}"
             methods[f"op{index}"] = rpc(AnyXml, _body_style="bare", _in_message_name=element,
                                         _returns=AnyXml)(operation)
-        service = type(f"{self.name}{version.name}", (ServiceBase,), methods)
+        label = f"{self.name}{version.name}{abs(hash(namespace)) % 10_000}"
+        service = type(label, (ServiceBase,), methods)
         protocol_cls = Soap11 if version is SoapVersion.SOAP11 else Soap12
         app = Application(
-            [service], tns=ns.WSNT, name=f"{self.name}{version.name}",
+            [service], tns=namespace, name=label,
             in_protocol=protocol_cls(validator=None), out_protocol=protocol_cls(),
         )
         wsgi = WsgiApplication(app)

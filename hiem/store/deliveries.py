@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Integer, String, and_, bindparam, func, literal, or_, select, text, update
+from sqlalchemy import DateTime, Integer, String, and_, bindparam, case, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -93,7 +93,10 @@ def _fan_out_one(session: Session, notification: Notification) -> None:
     matches = (
         select(
             literal(notification.id, Integer), SubscriptionTopic.subscription_id, previous,
-            literal(S.PENDING.value, String), literal(0, Integer), when, when,
+            # a paused subscription's deliveries are held from the start: nothing can send them early
+            case((Subscription.status == SubscriptionStatus.PAUSED.value, literal(S.HELD.value, String)),
+                 else_=literal(S.PENDING.value, String)),
+            literal(0, Integer), when, when,
         )
         .join(Subscription, Subscription.id == SubscriptionTopic.subscription_id)
         .where(
@@ -121,7 +124,8 @@ def _fan_out_filtered(session: Session, notification: Notification, now: datetim
     after = ""
     while True:
         batch = session.execute(
-            select(Subscription.id, Subscription.message_filter, Subscription.message_filter_namespaces)
+            select(Subscription.id, Subscription.message_filter, Subscription.message_filter_namespaces,
+                   Subscription.status)
             .join(SubscriptionTopic, SubscriptionTopic.subscription_id == Subscription.id)
             .where(SubscriptionTopic.topic_id == notification.topic_id, Subscription.status.in_(_RECEIVING),
                    Subscription.message_filter.is_not(None), Subscription.id > after,
@@ -129,12 +133,13 @@ def _fan_out_filtered(session: Session, notification: Notification, now: datetim
             .order_by(Subscription.id).limit(500)).all()
         if not batch:
             return
-        for subscription_id, expression, namespaces in batch:
+        for subscription_id, expression, namespaces, status in batch:
             if matches_message(expression, namespaces or {}, notification.message_xml):
                 sequence = (session.scalar(select(func.max(Delivery.sequence)).where(
                     Delivery.subscription_id == subscription_id)) or 0) + 1
+                state = S.HELD.value if status == SubscriptionStatus.PAUSED.value else S.PENDING.value
                 session.add(Delivery(notification_id=notification.id, subscription_id=subscription_id,
-                                     sequence=sequence, state=S.PENDING.value, attempts=0,
+                                     sequence=sequence, state=state, attempts=0,
                                      created_at=now, updated_at=now))
         session.flush()
         after = batch[-1][0]
@@ -358,14 +363,15 @@ def _skip_locked(session: Session, query):  # type: ignore[no-untyped-def]
 
 
 def held_for(session: Session, subscription_id: str) -> list[int]:
-    """On resume: the subscription's held and pending deliveries, in sequence order, made pending again."""
-    ids = list(session.scalars(select(Delivery.id).where(
-        Delivery.subscription_id == subscription_id, Delivery.state.in_((S.HELD.value, S.PENDING.value)))
-        .order_by(Delivery.sequence)))
-    if ids:
-        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
-            state=S.PENDING.value, enqueued_at=utcnow(), updated_at=utcnow()))
-    return ids
+    """On resume: the subscription's held deliveries, in sequence order (still held: see :func:`unhold`)."""
+    return list(session.scalars(select(Delivery.id).where(
+        Delivery.subscription_id == subscription_id, Delivery.state == S.HELD.value).order_by(Delivery.sequence)))
+
+
+def unhold(session: Session, delivery_id: int) -> None:
+    """Make one held delivery sendable, right before the in-order resume task sends it."""
+    session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.state == S.HELD.value).values(
+        state=S.PENDING.value, enqueued_at=utcnow(), updated_at=utcnow()))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,236 @@
+"""The WS-N features beyond HIEM's minimum, over real HTTP: leases and Renew, Pause/Resume, sequence
+numbers and replay, GetCurrentMessage, GetResourceProperty, XPath MessageContent filters."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+from lxml import etree
+
+from hiem import contract, ns
+from tests.conftest import start_broker
+from tests.support import wsn
+from tests.support.consumer import RecordingConsumer
+
+WSNT = ns.WSNT
+PSM = "http://docs.oasis-open.org/wsn/bw-2/PausableSubscriptionManager/"
+
+
+def _manager_call(url: str, body: str, action: str, subscription: str) -> object:
+    data = wsn.envelope(body, action=action, headers=wsn.subscription_header(subscription))
+    return wsn.post(url, "/wsn/SubscriptionManager", data, action=action)
+
+
+def _sequences(consumer: RecordingConsumer) -> list[int]:
+    return [int(r.envelope().findtext(f".//{{{ns.HIEM}}}Sequence")) for r in consumer.received]
+
+
+def _audit_kinds(database_url: str) -> list[str]:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        kinds = [row[0] for row in connection.execute(sa.text("SELECT kind FROM audit_records ORDER BY id"))]
+    engine.dispose()
+    return kinds
+
+
+def test_lease_expires_and_renew_extends(module_broker, consumer):
+    url = module_broker.url
+    short = wsn.call(url, "Subscribe", wsn.subscribe_body(
+        consumer.url, extra="<wsnt:InitialTerminationTime>PT3S</wsnt:InitialTerminationTime>"))
+    assert short.status_code == 200, short.text
+    assert wsn.body_element(short).findtext(f"{{{WSNT}}}TerminationTime")
+    expiring = wsn.subscription_id(short)
+    with RecordingConsumer() as renewed_consumer:
+        renewed = wsn.subscription_id(wsn.call(url, "Subscribe", wsn.subscribe_body(
+            renewed_consumer.url, extra="<wsnt:InitialTerminationTime>PT3S</wsnt:InitialTerminationTime>")))
+        response = _manager_call(url, "<wsnt:Renew><wsnt:TerminationTime>PT1H</wsnt:TerminationTime></wsnt:Renew>",
+                                 "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/RenewRequest", renewed)
+        assert response.status_code == 200, response.text
+        wsn.assert_valid(wsn.body_element(response))
+        time.sleep(4.0)
+        assert wsn.call(url, "Notify", wsn.notify_body()).status_code == 202
+        renewed_consumer.wait_for(1)
+        time.sleep(1.0)
+        assert consumer.received == [], "the expired subscription receives nothing"
+    again = _manager_call(url, "<wsnt:Renew><wsnt:TerminationTime>PT1H</wsnt:TerminationTime></wsnt:Renew>",
+                          "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/RenewRequest", expiring)
+    assert etree.QName(wsn.fault_detail(again)).localname == "ResourceUnknownFault"
+    kinds = _audit_kinds(module_broker.env["HIEM_DATABASE_URL"])
+    assert "subscription-expired" in kinds and "subscription-renewed" in kinds
+
+
+def test_lease_beyond_the_maximum_is_refused(tmp_path, consumer):
+    running = start_broker("embedded", tmp_path, HIEM_MAX_LEASE="P1D")
+    try:
+        response = wsn.call(running.url, "Subscribe", wsn.subscribe_body(
+            consumer.url, extra="<wsnt:InitialTerminationTime>P30D</wsnt:InitialTerminationTime>"))
+        detail = wsn.fault_detail(response)
+        assert etree.QName(detail).localname == "UnacceptableInitialTerminationTimeFault"
+        wsn.assert_valid(detail)
+        assert detail.find(f"{{{WSNT}}}MaximumTime") is not None
+        granted = wsn.call(running.url, "Subscribe", wsn.subscribe_body(consumer.url))
+        assert wsn.body_element(granted).findtext(f"{{{WSNT}}}TerminationTime"), "default = the maximum"
+        renew = _manager_call(running.url, "<wsnt:Renew><wsnt:TerminationTime>P3D</wsnt:TerminationTime></wsnt:Renew>",
+                              "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/RenewRequest",
+                              wsn.subscription_id(granted))
+        assert etree.QName(wsn.fault_detail(renew)).localname == "UnacceptableTerminationTimeFault"
+    finally:
+        running.stop()
+
+
+def test_pause_publish_20_resume_in_order(module_broker, consumer):
+    url = module_broker.url
+    subscription = wsn.subscription_id(wsn.call(url, "Subscribe", wsn.subscribe_body(
+        consumer.url, topic="nhin:GIPSE/Biosurveillance/Rash")))
+    paused = _manager_call(url, "<wsnt:PauseSubscription/>", PSM + "PauseSubscriptionRequest", subscription)
+    assert paused.status_code == 200, paused.text
+    wsn.assert_valid(wsn.body_element(paused))
+    for index in range(20):
+        payload = f"<g:Count xmlns:g='urn:g'>{index}</g:Count>"
+        assert wsn.call(url, "Notify", wsn.notify_body(topic="nhin:GIPSE/Biosurveillance/Rash",
+                                                       payload=payload)).status_code == 202
+    time.sleep(2.0)
+    assert consumer.received == [], "nothing is delivered while paused"
+    resumed = _manager_call(url, "<wsnt:ResumeSubscription/>", PSM + "ResumeSubscriptionRequest", subscription)
+    assert resumed.status_code == 200, resumed.text
+    received = consumer.wait_for(20, timeout=30)
+    counts = [int(r.envelope().findtext(".//{urn:g}Count")) for r in received]
+    assert counts == list(range(20))
+    sequences = _sequences(consumer)
+    assert sequences == list(range(sequences[0], sequences[0] + 20))
+
+
+def test_replay_returns_what_was_missed(module_broker, consumer):
+    url = module_broker.url
+    subscription = wsn.subscription_id(wsn.call(url, "Subscribe", wsn.subscribe_body(
+        consumer.url, topic="nhin:GIPSE/Biosurveillance/Fever")))
+    for index in range(5):
+        wsn.call(url, "Notify", wsn.notify_body(topic="nhin:GIPSE/Biosurveillance/Fever",
+                                                payload=f"<g:Count xmlns:g='urn:g'>{index}</g:Count>"))
+    consumer.wait_for(5)
+    assert sorted(_sequences(consumer)) == [1, 2, 3, 4, 5]
+    body = "<hiem:Replay xmlns:hiem='urn:hiem:broker:1'><hiem:After>2</hiem:After></hiem:Replay>"
+    response = _manager_call(url, body, "urn:hiem:broker:1/SubscriptionManager/ReplayRequest", subscription)
+    assert response.status_code == 200, response.text
+    answer = wsn.body_element(response)
+    wsn.assert_valid(answer)
+    replayed = answer.findall(f"{{{ns.HIEM}}}Replayed")
+    assert [int(r.get("sequence")) for r in replayed] == [3, 4, 5]
+    assert [int(r.findtext(".//{urn:g}Count")) for r in replayed] == [2, 3, 4]
+
+
+def test_get_current_message(module_broker):
+    url = module_broker.url
+    topic = "nhin:DeidentifiedPopulationHealthData/Biosurveillance/Pneumonia"
+    body = f"<wsnt:GetCurrentMessage><wsnt:Topic Dialect='{wsn.CONCRETE}'>{topic}</wsnt:Topic></wsnt:GetCurrentMessage>"
+    action = "http://docs.oasis-open.org/wsn/bw-2/NotificationProducer/GetCurrentMessageRequest"
+    none = wsn.post(url, "/wsn/NotificationProducer", wsn.envelope(body, action=action), action=action)
+    assert etree.QName(wsn.fault_detail(none)).localname == "NoCurrentMessageOnTopicFault"
+    for count in (1, 2):
+        wsn.call(url, "Notify", wsn.notify_body(topic=topic, payload=f"<g:Count xmlns:g='urn:g'>{count}</g:Count>"))
+    current = wsn.post(url, "/wsn/NotificationProducer", wsn.envelope(body, action=action), action=action)
+    answer = wsn.body_element(current)
+    wsn.assert_valid(answer)
+    assert answer.findtext("{urn:g}Count") == "2"
+
+
+def test_topic_discovery_with_get_resource_property(module_broker):
+    action = "http://docs.oasis-open.org/wsrf/rpw-2/GetResourceProperty/GetResourcePropertyRequest"
+    rp = "http://docs.oasis-open.org/wsrf/rp-2"
+
+    def ask(qname: str, nsdecl: str):  # type: ignore[no-untyped-def]
+        body = f"<rp:GetResourceProperty xmlns:rp='{rp}' {nsdecl}>{qname}</rp:GetResourceProperty>"
+        return wsn.post(module_broker.url, "/wsn/NotificationProducer", wsn.envelope(body, action=action),
+                        action=action)
+
+    topics = wsn.body_element(ask("wstop:TopicSet", f"xmlns:wstop='{ns.WSTOP}'"))
+    wsn.assert_valid(topics)
+    topic_set = topics.find(f"{{{ns.WSTOP}}}TopicSet")
+    t1 = contract.schema("t-1.xsd")
+    assert t1.validate(etree.ElementTree(topic_set)), t1.error_log
+    n = f"{{{ns.NHIN}}}"
+    assert topic_set.find(f"{n}GIPSE/{n}Biosurveillance/{n}InfluenzaLikeIllness") is not None
+    assert topic_set.find(f"{n}DeidentifiedPopulationHealthData/{n}Biosurveillance/{n}Influenza") is not None
+    dialects = wsn.body_element(ask("wsnt:TopicExpressionDialect", ""))
+    assert {d.text for d in dialects} == {wsn.SIMPLE, wsn.CONCRETE, wsn.FULL}
+    fixed = wsn.body_element(ask("wsnt:FixedTopicSet", ""))
+    assert fixed[0].text == "true"
+    unknown = ask("wsnt:NoSuchProperty", "")
+    assert etree.QName(wsn.fault_detail(unknown)).localname == "InvalidResourcePropertyQNameFault"
+
+
+XPATH = "http://www.w3.org/TR/1999/REC-xpath-19991116"
+
+
+def _content_filter(expression: str, dialect: str = XPATH) -> str:
+    return f"<wsnt:MessageContent Dialect='{dialect}' xmlns:g='urn:g'>{expression}</wsnt:MessageContent>"
+
+
+def test_xpath_message_content_filters(module_broker):
+    url = module_broker.url
+    topic = "nhin:GIPSE/Biosurveillance/Neurological"
+    with RecordingConsumer() as high, RecordingConsumer() as low:
+        for consumer, expression in ((high, "/g:Report/g:Count &gt; 100"), (low, "g:Count &lt;= 100")):
+            response = wsn.call(url, "Subscribe", wsn.subscribe_body(consumer.url, topic=topic,
+                                                                     extra_filter=_content_filter(expression)))
+            assert response.status_code == 200, response.text
+        for count in (5, 500):
+            payload = f"<g:Report xmlns:g='urn:g'><g:Count>{count}</g:Count></g:Report>"
+            wsn.call(url, "Notify", wsn.notify_body(topic=topic, payload=payload))
+        high.wait_for(1)
+        low.wait_for(1)
+        time.sleep(1.0)
+        assert [r.envelope().findtext(".//{urn:g}Count") for r in high.received] == ["500"]
+        assert [r.envelope().findtext(".//{urn:g}Count") for r in low.received] == ["5"]
+
+
+@pytest.mark.parametrize(("expression", "dialect"), [("g:Count &gt;", XPATH), ("count(", XPATH),
+                                                     ("g:Count", "urn:example:not-xpath"),
+                                                     ("undeclared:Count", XPATH)])
+def test_invalid_message_content_expressions(module_broker, expression, dialect):
+    response = wsn.call(module_broker.url, "Subscribe", wsn.subscribe_body(
+        "http://127.0.0.1:9/c", extra_filter=_content_filter(expression, dialect)))
+    detail = wsn.fault_detail(response)
+    assert etree.QName(detail).localname == "InvalidMessageContentExpressionFault"
+    wsn.assert_valid(detail)
+
+
+def test_pathological_xpath_is_stopped_by_the_time_limit(module_broker):
+    url = module_broker.url
+    topic = "nhin:GIPSE/Biosurveillance/Hemorrhagic"
+    slow = "count(//*[count(//*[count(//*) &gt; 0]) &gt; 0]) &gt; 0"
+    with RecordingConsumer() as trapped, RecordingConsumer() as plain:
+        wsn.call(url, "Subscribe", wsn.subscribe_body(trapped.url, topic=topic, extra_filter=_content_filter(slow)))
+        wsn.call(url, "Subscribe", wsn.subscribe_body(plain.url, topic=topic))
+        payload = "<g:Big xmlns:g='urn:g'>" + "<a><b/><b/><b/></a>" * 3000 + "</g:Big>"
+        started = time.monotonic()
+        assert wsn.call(url, "Notify", wsn.notify_body(topic=topic, payload=payload)).status_code == 202
+        plain.wait_for(1, timeout=30)
+        elapsed = time.monotonic() - started
+        time.sleep(1.0)
+        assert trapped.received == [], "a filter that ran out of time does not match"
+        assert elapsed < 15, f"fan-out took {elapsed:.1f}s"
+
+
+def test_sequence_numbers_survive_restarts(tmp_path, consumer):
+    """Kill the broker between two publishes: sequence numbers stay gap-free across the restart."""
+    db = f"sqlite:///{tmp_path / 'hiem.db'}"
+    first = start_broker("embedded", tmp_path / "one", database_url=db)
+    try:
+        subscription = wsn.subscription_id(wsn.call(first.url, "Subscribe", wsn.subscribe_body(consumer.url)))
+        wsn.call(first.url, "Notify", wsn.notify_body())
+        consumer.wait_for(1)
+    finally:
+        first.web.kill()
+    second = start_broker("embedded", tmp_path / "two", database_url=db)
+    try:
+        wsn.call(second.url, "Notify", wsn.notify_body())
+        consumer.wait_for(2)
+        assert sorted(_sequences(consumer)) == [1, 2]
+        assert all(r.envelope().find(f".//{{{ns.HIEM}}}Sequence").get("subscription") == subscription
+                   for r in consumer.received)
+    finally:
+        second.stop()
+
