@@ -193,7 +193,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     limits = XmlLimits(
         max_bytes=_read(env, "HIEM_MAX_REQUEST_BYTES", int, XmlLimits.max_bytes),
-        max_depth=_read(env, "HIEM_MAX_XML_DEPTH", int, XmlLimits.max_depth),
+        # libxml2 refuses documents deeper than 256 without XML_PARSE_HUGE, which hiem never sets
+        max_depth=min(256, _read(env, "HIEM_MAX_XML_DEPTH", int, XmlLimits.max_depth)),
         max_elements=_read(env, "HIEM_MAX_XML_ELEMENTS", int, XmlLimits.max_elements),
     )
     transport = _read(env, "HIEM_AUDIT_TRANSPORT", str, "").strip().lower()

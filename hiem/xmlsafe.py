@@ -37,9 +37,17 @@ class XmlLimits:
 DEFAULT_LIMITS = XmlLimits()
 
 
+class _RefuseEverything(etree.Resolver):
+    """libxml2 still *opens* an external DTD or parameter entity even with load_dtd/resolve_entities off
+    (a ``file:///dev/zero`` parameter entity spins forever): every URL is refused before it is opened."""
+
+    def resolve(self, url: str | None, pubid: str | None, context: object) -> None:
+        raise XmlRejected(f"external resources (DTD subsets, entities) are not allowed: {url!r}")
+
+
 def _new_parser() -> etree.XMLParser:
     # A fresh parser per call: lxml parsers are not safe to share between threads.
-    return etree.XMLParser(
+    parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -48,6 +56,8 @@ def _new_parser() -> etree.XMLParser:
         remove_blank_text=False,
         collect_ids=False,
     )
+    parser.resolvers.add(_RefuseEverything())
+    return parser
 
 
 def parse(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:
@@ -60,9 +70,11 @@ def parse(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:
         raise XmlRejected("empty document")
     try:
         root = etree.fromstring(bytes(data), parser=_new_parser())
+    except XmlRejected:
+        raise
     except etree.XMLSyntaxError as exc:
         raise XmlRejected(f"not well-formed XML: {exc.msg or exc}") from exc
-    except ValueError as exc:  # e.g. unsupported encoding declarations
+    except (ValueError, OSError, LookupError) as exc:  # unsupported encodings, refused resources
         raise XmlRejected(f"unreadable XML: {exc}") from exc
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:

@@ -104,7 +104,9 @@ class SoapEndpoint:
                 remote_addr=environ.get("REMOTE_ADDR"), base_url=environ.get("hiem.base_url", ""),
             )
         except EnvelopeError as exc:
-            fault = SoapFault(exc.reason, version_mismatch=exc.version_mismatch)
+            # SOAP 1.2 Part 2 §7.5.2.2: VersionMismatch travels with HTTP 500
+            fault = SoapFault(exc.reason, version_mismatch=exc.version_mismatch,
+                              http_status=500 if exc.version_mismatch else None)
             return self._respond(start_response, self._fault(exc.version, fault, None))
         operation = self.operations.get(request.body.tag)
         if operation is None:
@@ -117,9 +119,13 @@ class SoapEndpoint:
             return self._respond(start_response, self._fault(request.version,
                                                              action_not_supported(request.action), request))
         # Hand over to spyne for dispatch; the parsed request travels in the WSGI environ.
+        # spyne decodes with the Content-Type charset, which a client may get wrong: give it the document we
+        # already parsed, re-serialized as UTF-8 with a matching Content-Type.
+        normalized = etree.tostring(request.body.getroottree().getroot(), encoding="utf-8")
         environ["hiem.request"] = request
-        environ["wsgi.input"] = io.BytesIO(raw)
-        environ["CONTENT_LENGTH"] = str(len(raw))
+        environ["wsgi.input"] = io.BytesIO(normalized)
+        environ["CONTENT_LENGTH"] = str(len(normalized))
+        environ["CONTENT_TYPE"] = request.version.content_type
         environ["REQUEST_METHOD"] = "POST"
         environ["QUERY_STRING"] = ""
         namespace = etree.QName(request.body).namespace

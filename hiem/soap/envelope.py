@@ -134,10 +134,8 @@ def parse_request(
         raise EnvelopeError(
             f"unsupported SOAP envelope namespace {qname.namespace!r}", guessed, version_mismatch=True
         ) from None
-    header_el = root.find(version.qname("Header"))
-    body_el = root.find(version.qname("Body"))
-    if body_el is None:
-        raise EnvelopeError("the SOAP Envelope has no Body", version)
+    _check_no_processing_instructions(root, version)
+    header_el, body_el = _envelope_parts(root, version)
     children = [c for c in body_el if isinstance(c.tag, str)]
     if len(children) != 1:
         raise EnvelopeError(f"the SOAP Body must hold exactly one element, found {len(children)}", version)
@@ -152,6 +150,27 @@ def parse_request(
         remote_addr=remote_addr,
         base_url=base_url,
     )
+
+
+def _envelope_parts(root: etree._Element, version: SoapVersion) -> tuple[etree._Element | None, etree._Element]:
+    """An optional Header, then exactly one Body, and nothing else (SOAP 1.2 Part 1 §5.1; SOAP 1.1 allows
+    namespace-qualified elements after the Body, which hiem does not use, so they are refused too)."""
+    children = [c for c in root if isinstance(c.tag, str)]
+    names = [etree.QName(c).localname if etree.QName(c).namespace == version.namespace else c.tag for c in children]
+    if "Body" not in names:
+        raise EnvelopeError("the SOAP Envelope has no Body", version)
+    if names.count("Body") != 1:
+        raise EnvelopeError(f"the SOAP Envelope must hold exactly one Body, found {names.count('Body')}", version)
+    if names not in (["Body"], ["Header", "Body"]):
+        raise EnvelopeError("the SOAP Envelope may hold only a Header followed by the Body", version)
+    return (children[0] if len(children) == 2 else None), children[-1]
+
+
+def _check_no_processing_instructions(root: etree._Element, version: SoapVersion) -> None:
+    # SOAP 1.1 §3: a message MUST NOT contain processing instructions; SOAP 1.2 Part 1 §5: fault them.
+    if any(isinstance(n, etree._ProcessingInstruction) for n in root.itersiblings(preceding=True)) or \
+            root.xpath("boolean(//processing-instruction())"):
+        raise EnvelopeError("SOAP messages must not contain processing instructions", version)
 
 
 def build_envelope(
