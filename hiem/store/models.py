@@ -205,3 +205,26 @@ class OperatorAction(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(512))
     outcome: Mapped[str] = mapped_column(String(512))
+
+
+class ReplayEntry(Base):
+    """Seen SAML assertion IDs and message IDs, until they expire (replay protection across processes)."""
+
+    __tablename__ = "replay_cache"
+    __table_args__ = (Index("ix_replay_cache_expires", "expires_at"),)
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuthorizationRule(Base):
+    """Which organization may subscribe to / publish on which topic subtree (namespace + path prefix)."""
+
+    __tablename__ = "authorization_rules"
+    __table_args__ = (UniqueConstraint("organization", "action", "topic_namespace", "topic_prefix",
+                                       name="uq_authorization_rule"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization: Mapped[str] = mapped_column(String(512))
+    action: Mapped[str] = mapped_column(String(16))  # subscribe | publish
+    topic_namespace: Mapped[str] = mapped_column(String(1024))
+    topic_prefix: Mapped[str] = mapped_column(String(2048))  # "" = the whole namespace
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
