@@ -41,6 +41,15 @@ HIEM_DELIVERY_CA                system trust store               CA bundle for v
 HIEM_DELIVERY_CLIENT_CERT/_KEY  -                                client certificate presented to consumers
 HIEM_DEFAULT_LEASE              (empty: no end)                  xs:duration given when Subscribe asks none
 HIEM_MAX_LEASE                  (empty: unlimited)               longest lease Subscribe/Renew may ask
+HIEM_IDP_CERTS                  (required outside dev)           PEM files of trusted SAML IdPs, comma-separated
+HIEM_SIGNER_CERTS               -                                PEM files of pinned message signers (sender-vouches)
+HIEM_REQUIRE_SIGNATURE          1                                require a WS-Security message signature
+HIEM_CLOCK_SKEW                 120                              seconds of clock skew tolerated
+HIEM_AUDIENCE                   -                                expected SAML AudienceRestriction value
+HIEM_SIGNING_KEY / _CERT        dev: generated; else required    the broker's key and certificate (PEM)
+HIEM_ORGANIZATION / _ID         hiem / urn:oid:2.16.840.1.113883.3.0   the broker's organization (its assertions)
+HIEM_HOME_COMMUNITY_ID          urn:oid:2.16.840.1.113883.3.0    the broker's home community id
+HIEM_DEV_DIR                    .hiem-dev                        where dev mode keeps its generated identity
 HIEM_DEV                        0                                1 = dev mode (same as ``serve --dev``)
 =============================== ================================ ==========================================
 
@@ -100,6 +109,23 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    """Inbound checks (SAML, signatures) and the broker's own signing identity."""
+
+    idp_certs: tuple[str, ...] = ()
+    signer_certs: tuple[str, ...] = ()
+    require_signature: bool = True
+    clock_skew: float = 120.0
+    audience: str = ""
+    signing_key: str = ""
+    signing_cert: str = ""
+    organization: str = "hiem"
+    organization_id: str = "urn:oid:2.16.840.1.113883.3.0"
+    home_community_id: str = "urn:oid:2.16.840.1.113883.3.0"
+    dev_dir: str = ".hiem-dev"
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     """Where the ATNA audit records go (records are always kept in the database first)."""
 
@@ -135,6 +161,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @property
     def embedded(self) -> bool:
@@ -224,6 +251,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("HIEM_TLS_CERT and HIEM_TLS_KEY must be set together")
     if tls.client_ca_file and not tls.enabled:
         raise ConfigError("HIEM_TLS_CLIENT_CA needs HIEM_TLS_CERT and HIEM_TLS_KEY (client certificates need TLS)")
+    def _paths(name: str) -> tuple[str, ...]:
+        return tuple(p.strip() for p in _read(env, name, str, "").split(",") if p.strip())
+
+    security = SecuritySettings(
+        idp_certs=_paths("HIEM_IDP_CERTS"),
+        signer_certs=_paths("HIEM_SIGNER_CERTS"),
+        require_signature=_read(env, "HIEM_REQUIRE_SIGNATURE", _bool, True),
+        clock_skew=_read(env, "HIEM_CLOCK_SKEW", float, 120.0),
+        audience=_read(env, "HIEM_AUDIENCE", str, ""),
+        signing_key=_read(env, "HIEM_SIGNING_KEY", str, ""),
+        signing_cert=_read(env, "HIEM_SIGNING_CERT", str, ""),
+        organization=_read(env, "HIEM_ORGANIZATION", str, "hiem"),
+        organization_id=_read(env, "HIEM_ORGANIZATION_ID", str, SecuritySettings.organization_id),
+        home_community_id=_read(env, "HIEM_HOME_COMMUNITY_ID", str, SecuritySettings.home_community_id),
+        dev_dir=_read(env, "HIEM_DEV_DIR", str, ".hiem-dev"),
+    )
     settings = Settings(
         database_url=_read(env, "HIEM_DATABASE_URL", str, DEFAULT_DATABASE_URL),
         broker_url=_read(env, "HIEM_BROKER_URL", str, ""),
@@ -237,6 +280,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery=delivery,
         audit=audit,
         tls=tls,
+        security=security,
     )
     if _read(env, "HIEM_DEV", _bool, False):
         settings = settings.with_dev()

@@ -12,6 +12,8 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from hiem.audit.trail import AuditTrail
 from hiem.bootstrap import load_topic_files, open_database, topic_files
 from hiem.config import Settings
+from hiem.security_setup import broker_identity, make_verifier
+from hiem.store.replay import DatabaseReplayCache
 from hiem.web import HiemApp, WsgiApp
 from hiem.wsn.context import ServiceContext
 
@@ -34,7 +36,9 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
     console = mount_console(settings, database, host=host, port=port, ops_host=ops_host, ops_port=ops_port,
                             make_server=make_http_server)
     # -- end ops --
-    web_app = HiemApp(ctx, broker_check=celery_app.broker_reachable, ops=console.on_main)
+    verifier = make_verifier(settings, DatabaseReplayCache(database))
+    broker_identity(settings)  # fail at start, not at the first delivery, when the signing key is missing
+    web_app = HiemApp(ctx, broker_check=celery_app.broker_reachable, ops=console.on_main, verifier=verifier.verify)
     server = make_http_server(settings, app_=web_app, host=host, port=port, threads=threads)
     console.start()
     mode = "embedded (SQLite/in-process worker)" if settings.embedded else "distributed (web only)"
@@ -92,6 +96,7 @@ def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str, sw
     from workers.sweeper import Sweeper
 
     app = celery_app.configure(settings)
+    broker_identity(settings)  # the signing key must be there before the first delivery
     background: list[Sweeper | AuditShipper] = []
 
     @worker_ready.connect(weak=False)

@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from hiem import contract
 from hiem.soap import Operation, SoapEndpoint
+from hiem.soap.edge import Verifier
 from hiem.wsn import broker, manager, messages, producer, refusals
 from hiem.wsn.context import ServiceContext
 
@@ -35,7 +36,7 @@ BrokerCheck = Callable[[], bool]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def build_endpoints(ctx: ServiceContext) -> dict[str, SoapEndpoint]:
+def build_endpoints(ctx: ServiceContext, verifier: Verifier | None = None) -> dict[str, SoapEndpoint]:
     limits = ctx.settings.xml_limits
 
     def observe(request, fault):  # type: ignore[no-untyped-def]
@@ -51,7 +52,7 @@ def build_endpoints(ctx: ServiceContext) -> dict[str, SoapEndpoint]:
                     producer.get_resource_property)
     return {
         "NotificationProducer": SoapEndpoint("NotificationProducer", [subscribe, current, properties], limits,
-                                             observe),
+                                             observe, verifier),
         "SubscriptionManager": SoapEndpoint("SubscriptionManager", [
             op(messages.UNSUBSCRIBE, frozenset({messages.ACTION_UNSUBSCRIBE, messages.ACTION_UNSUBSCRIBE_PAUSABLE}),
                manager.unsubscribe),
@@ -59,22 +60,23 @@ def build_endpoints(ctx: ServiceContext) -> dict[str, SoapEndpoint]:
             op(messages.PAUSE, messages.ACTIONS_PAUSE, manager.pause),
             op(messages.RESUME, messages.ACTIONS_RESUME, manager.resume),
             op(messages.REPLAY, frozenset({messages.ACTION_REPLAY}), manager.replay),
-        ], limits, observe),
+        ], limits, observe, verifier),
         # The broker's WSDL (brw-2 NotificationBroker portType) includes Subscribe as well.
         "NotificationBroker": SoapEndpoint("NotificationBroker", [
             op(messages.NOTIFY, frozenset({messages.ACTION_NOTIFY}), broker.notify),
             subscribe,
             current,
-        ], limits, observe),
+        ], limits, observe, verifier),
     }
 
 
 class HiemApp:
     """The broker's WSGI callable."""
 
-    def __init__(self, ctx: ServiceContext, broker_check: BrokerCheck, ops: WsgiApp | None = None) -> None:
+    def __init__(self, ctx: ServiceContext, broker_check: BrokerCheck, ops: WsgiApp | None = None,
+                 verifier: Verifier | None = None) -> None:
         self.ctx = ctx
-        self.endpoints = build_endpoints(ctx)
+        self.endpoints = build_endpoints(ctx, verifier)
         self.broker_check = broker_check
         self.ops = ops  # ops console + /metrics (hiem.ops); None when served on --ops-port instead
 

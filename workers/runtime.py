@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from hiem.audit.trail import AuditTrail
 from hiem.config import Settings, load_settings
 from hiem.delivery import DeliveryChannel, make_channel
+from hiem.security_setup import BrokerSigner, broker_identity
 from hiem.store.db import Database
 
 
@@ -24,6 +25,16 @@ class Runtime:
     _channels: dict[str, DeliveryChannel] = field(default_factory=dict)
     _slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    _signer: BrokerSigner | None = None
+
+    @property
+    def signer(self) -> BrokerSigner:
+        """Signs every outgoing Notify (the broker's key and a fresh system assertion per message)."""
+        with self._lock:
+            if self._signer is None:
+                self._signer = BrokerSigner(self.settings, broker_identity(self.settings))
+            return self._signer
 
     def consumer_slots(self, origin: str) -> threading.BoundedSemaphore:
         """The per-consumer concurrency limit of this process (HIEM_CONSUMER_CONCURRENCY)."""

@@ -120,7 +120,7 @@ def _attempt(rt: Runtime, claim: store.Claim, origin: str) -> str:
     if error is None:
         try:
             channel = rt.channel(channel_name_for(claim.consumer_address))
-            request = build_delivery(claim)
+            request = build_delivery(claim, rt.signer)
             if addresses:
                 request = replace(request, connect_to=addresses[0])
             outcome = channel.deliver(request)

@@ -106,7 +106,9 @@ def text_of(element: etree._Element | None) -> str | None:
     return value or None
 
 
-_INSTANT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+_INSTANT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", re.ASCII)
+# Far enough from datetime's limits that adding skew, windows and offsets can never overflow.
+_YEARS = range(1900, 9000)
 
 
 def parse_instant(text: str | None) -> datetime:
@@ -119,6 +121,8 @@ def parse_instant(text: str | None) -> datetime:
     if match is None:
         raise ValueError(f"{text!r} is not an xs:dateTime with a time zone")
     year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    if year not in _YEARS:
+        raise ValueError(f"{text!r} is not a plausible instant")
     micros = int((match.group(7) or "0")[:6].ljust(6, "0"))
     zone = match.group(8)
     moment = datetime(year, month, day, hour, minute, second, micros, tzinfo=UTC)
@@ -159,6 +163,14 @@ def cert_pem(cert: x509.Certificate) -> str:
 
 def public_key_pem(cert: x509.Certificate) -> bytes:
     return cert.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def subject_of(cert: x509.Certificate) -> str | None:
+    """The subject DN (RFC 4514), or None when the certificate's name cannot be decoded."""
+    try:
+        return cert.subject.rfc4514_string()
+    except ValueError:
+        return None
 
 
 def fingerprint(data: bytes) -> str:

@@ -30,6 +30,7 @@ import copy
 from typing import cast
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from lxml import etree
 from signxml import VerifyResult, XMLVerifier
 
@@ -48,6 +49,7 @@ from hiem.security._processor import (
     public_key_pem,
     q,
     soap_parts,
+    subject_of,
     text_of,
 )
 from hiem.security.errors import FaultSubcode, SecurityError
@@ -75,7 +77,7 @@ class MessageSignatureCheck:
             return
         references = [_reference(r) for r in check_algorithms(signature, inbound.policy, "message signature")]
         token_cert, names_assertion = self._key_reference(signature, inbound)
-        results = self._verify(signature, inbound, token_cert, names_assertion)
+        results = self._verify(inbound, token_cert, names_assertion)
         if len(results) != len(references):
             raise SecurityError.signature("the message signature's references could not be matched")
         for (element_id, prefixes), result in zip(references, results, strict=True):
@@ -110,21 +112,20 @@ class MessageSignatureCheck:
             raise SecurityError.authentication("the message signature's key token is not an X.509 "
                                                "BinarySecurityToken", FaultSubcode.UNSUPPORTED_SECURITY_TOKEN)
         try:
-            return cert_from_base64(token.text), False
-        except ValueError as exc:
+            cert = cert_from_base64(token.text)
+            public_key_pem(cert)  # an unsupported key type fails here, as a token error, not later
+            return cert, False
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise SecurityError.authentication("the BinarySecurityToken holds no readable certificate",
                                                FaultSubcode.INVALID_SECURITY_TOKEN) from exc
 
     @staticmethod
-    def _verify(signature: etree._Element, inbound: Inbound, token_cert: x509.Certificate | None,
-                names_assertion: bool) -> list[VerifyResult]:
+    def _verify(inbound: Inbound, token_cert: x509.Certificate | None, names_assertion: bool) -> list[VerifyResult]:
         assertion = inbound.assertion
         data = inbound.parts.envelope
         key_value: etree._Element | None = None
         if assertion is not None and assertion.confirmation_method == HOLDER_OF_KEY:
-            cert = assertion.hok_cert
-            key_value = assertion.hok_key_value
-            inbound.signer_subject = (cert or token_cert).subject.rfc4514_string() if (cert or token_cert) else None
+            cert, key_value = assertion.hok_cert, assertion.hok_key_value
         elif names_assertion or token_cert is None:
             raise SecurityError.authentication("only a holder-of-key assertion can supply the message signing key",
                                                FaultSubcode.UNSUPPORTED_SECURITY_TOKEN)
@@ -132,7 +133,6 @@ class MessageSignatureCheck:
             raise SecurityError.authentication("the message is signed by a certificate that is not trusted")
         else:
             cert, inbound.signer_pinned = token_cert, True
-            inbound.signer_subject = cert.subject.rfc4514_string()
         if key_value is not None:
             # signxml takes a bare public key only from the signature's own KeyInfo, so a copy of the
             # envelope gets the confirmation KeyValue there; KeyInfo is not covered by SignedInfo.
@@ -146,6 +146,8 @@ class MessageSignatureCheck:
         inbound.signature_key = results[0].signature_key if results else None
         if token_cert is not None and inbound.signature_key != public_key_pem(token_cert):
             raise SecurityError.signature("the BinarySecurityToken does not hold the key that signed the message")
+        named = cert or token_cert
+        inbound.signer_subject = subject_of(named) if named is not None else None
         return results
 
     @staticmethod

@@ -60,6 +60,7 @@ DEFAULT_DIGEST_ALGORITHMS = frozenset(
     digest.value for digest in (DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512)
 )
 DEFAULT_CONFIRMATION_METHODS = frozenset({HOLDER_OF_KEY, SENDER_VOUCHES})
+_ONE_YEAR = 366 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ class SecurityPolicy:
 
     def __post_init__(self) -> None:
         for name in ("clock_skew_seconds", "max_assertion_lifetime_seconds", "replay_window_seconds"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"SecurityPolicy.{name} must not be negative")
+            if not 0 <= getattr(self, name) <= _ONE_YEAR:
+                raise ValueError(f"SecurityPolicy.{name} must be between 0 and one year (in seconds)")
         for uri in self.signature_algorithms:
             method = _known(SignatureMethod, uri, "signature_algorithms")
             if method.name.startswith("HMAC"):

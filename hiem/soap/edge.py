@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lxml import etree
@@ -33,6 +33,7 @@ from spyne.protocol.soap import Soap11, Soap12
 from spyne.server.wsgi import WsgiApplication
 
 from hiem import addressing, ns
+from hiem.errors import HiemError
 from hiem.soap.envelope import (
     EnvelopeError,
     SoapReply,
@@ -49,6 +50,8 @@ from hiem.xmlsafe import XmlLimits
 log = logging.getLogger(__name__)
 
 Handler = Callable[[SoapRequest], SoapReply]
+#: checks a whole request envelope (WS-Security, SAML); returns what it established or raises a HiemError
+Verifier = Callable[[etree._Element], Any]
 #: Called with (request, fault) for every fault returned, so the audit trail can record refusals.
 FaultObserver = Callable[[SoapRequest | None, WsnFault | SoapFault], None]
 
@@ -77,9 +80,10 @@ class SoapEndpoint:
 
     def __init__(
         self, name: str, operations: Sequence[Operation], limits: XmlLimits,
-        fault_observer: FaultObserver | None = None,
+        fault_observer: FaultObserver | None = None, verifier: Verifier | None = None,
     ) -> None:
         self.name = name
+        self.verifier = verifier
         self.limits = limits
         self.operations = {op.element: op for op in operations}
         self.fault_observer = fault_observer
@@ -118,6 +122,13 @@ class SoapEndpoint:
         if request.action and request.action not in operation.actions:
             return self._respond(start_response, self._fault(request.version,
                                                              action_not_supported(request.action), request))
+        if self.verifier is not None:
+            try:
+                request = replace(request, security=self.verifier(request.body.getroottree().getroot()))
+            except HiemError as exc:  # hiem.security.SecurityError: refused, audited as a security alert
+                fault = SoapFault(getattr(exc, "reason", str(exc)), subcode=getattr(exc, "subcode", None),
+                                  security_alert=True)
+                return self._respond(start_response, self._fault(request.version, fault, request))
         # Hand over to spyne for dispatch; the parsed request travels in the WSGI environ.
         # spyne decodes with the Content-Type charset, which a client may get wrong: give it the document we
         # already parsed, re-serialized as UTF-8 with a matching Content-Type.

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from lxml import etree
 
@@ -81,6 +82,8 @@ class SoapRequest:
     remote_addr: str | None = None
     base_url: str = ""
     environ_extra: dict[str, str] = field(default_factory=dict)
+    #: what the security check established (a hiem.security.SecurityResult), None before it ran
+    security: Any = None
 
     @property
     def action(self) -> str | None:

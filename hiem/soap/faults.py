@@ -25,9 +25,11 @@ class SoapFault(HiemError):
 
     def __init__(
         self, reason: str, code: SoapCode = SoapCode.SENDER, *, subcode: str | None = None,
-        version_mismatch: bool = False, http_status: int | None = None,
+        version_mismatch: bool = False, http_status: int | None = None, security_alert: bool = False,
     ) -> None:
         super().__init__(reason)
+        #: the refusal is a security event (failed authentication, signature, replay, authorization)
+        self.security_alert = security_alert
         self.reason = reason
         self.code = code
         self.subcode = subcode

@@ -66,6 +66,13 @@ def all_topics(session: Session) -> dict[TopicPath, int]:
     return {TopicPath(uri, tuple(path.split("/"))): id_ for uri, path, id_ in rows}
 
 
+def paths_of(session: Session, ids: Iterable[int]) -> list[TopicPath]:
+    rows = session.execute(
+        select(TopicNamespaceRow.uri, TopicRow.path).join(
+            TopicNamespaceRow, TopicRow.namespace_id == TopicNamespaceRow.id).where(TopicRow.id.in_(list(ids))))
+    return [TopicPath(uri, tuple(path.split("/"))) for uri, path in rows]
+
+
 def topic_ids(session: Session, topics: Iterable[TopicPath]) -> list[int]:
     known = all_topics(session)
     return [known[t] for t in topics if t in known]

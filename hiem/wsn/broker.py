@@ -12,7 +12,7 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 
 from hiem.soap import SoapFault, SoapReply, SoapRequest
-from hiem.store import audit, deliveries
+from hiem.store import audit, authorization, deliveries
 from hiem.wsn import messages, topics
 from hiem.wsn.context import ServiceContext
 from hiem.wsn.faults import SoapCode
@@ -23,11 +23,15 @@ log = logging.getLogger(__name__)
 def notify(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     data = messages.decode_notify(request.body)
     parsed = [(message, topics.parse(message.topic)) for message in data.messages]
+    organization = ctx.authorizing(request)
     try:
         with ctx.db.session() as session:
             recorded = []
             for message, expression in parsed:
                 topic, topic_id = topics.notification_topic(session, expression)
+                if organization is not None and not authorization.allowed(session, organization, "publish", [topic]):
+                    raise SoapFault(f"organization {organization!r} is not authorized to publish on {expression.text}",
+                                    security_alert=True)
                 row = deliveries.record_notification(session, deliveries.NewNotification(
                     message_id=request.addressing.message_id, topic_id=topic_id,
                     topic_namespace=topic.namespace, topic_path="/".join(topic.path),

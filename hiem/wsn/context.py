@@ -7,7 +7,7 @@ from typing import Protocol
 
 from hiem.audit.trail import AuditTrail, Caller
 from hiem.config import Settings
-from hiem.soap import SoapRequest
+from hiem.soap import SoapFault, SoapRequest
 from hiem.store.db import Database
 from hiem.wsn.leases import LeasePolicy
 
@@ -39,5 +39,20 @@ class ServiceContext:
 
     @staticmethod
     def caller(request: SoapRequest) -> Caller:
-        """Who sent the request. The security layer adds the SAML subject and organization here."""
-        return Caller(address=request.remote_addr)
+        """Who sent the request: the address, and the SAML subject and organization when verified."""
+        result = request.security
+        if result is None or not getattr(result, "authenticated", False):
+            return Caller(address=request.remote_addr)
+        return Caller(address=request.remote_addr, user=result.subject_name or result.subject_id,
+                      organization=result.organization)
+
+    def authorizing(self, request: SoapRequest) -> str | None:
+        """The organization to authorize, or None when authorization does not apply (dev mode)."""
+        if self.settings.dev:
+            return None
+        result = request.security
+        organization = (result.organization_id or result.organization) if result is not None else None
+        if not organization:
+            raise SoapFault("the SAML assertion names no organization (NHIN organization-id attribute)",
+                            security_alert=True)
+        return organization

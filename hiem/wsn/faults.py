@@ -56,6 +56,9 @@ class WsnFault(HiemError):
     code: SoapCode = SoapCode.SENDER
     default_reason: str = "request refused"
 
+    #: set on refusals that are security events (authorization), audited as ATNA Security Alerts
+    security_alert: bool = False
+
     def __init__(self, reason: str | None = None) -> None:
         self.reason = reason or self.default_reason
         super().__init__(self.reason)

@@ -36,8 +36,24 @@ def subscription_id(request: SoapRequest) -> str:
         "as a SOAP header block")
 
 
+def check_owner(ctx: ServiceContext, request: SoapRequest, target: str) -> None:
+    """Only the organization that created a subscription may manage it (outside dev mode)."""
+    organization = ctx.authorizing(request)
+    if organization is None:
+        return
+    with ctx.db.session() as session:
+        row = subscriptions.get(session, target)
+        owner = row.organization if row is not None else None
+    if row is not None and owner != organization:
+        fault = faults.UnableToDestroySubscriptionFault(
+            f"organization {organization!r} did not create subscription {target!r}")
+        fault.code, fault.security_alert = faults.SoapCode.SENDER, True
+        raise fault
+
+
 def unsubscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     target = subscription_id(request)
+    check_owner(ctx, request, target)
     try:
         with ctx.db.session() as session:
             ended = subscriptions.end(session, target, SubscriptionStatus.UNSUBSCRIBED)
@@ -57,6 +73,7 @@ def unsubscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
 def renew(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     """Renew (§6.1): a new termination time within the broker's lease policy; audited."""
     target = subscription_id(request)
+    check_owner(ctx, request, target)
     now = utcnow()
     termination = leases.renewed_termination(messages.decode_renew(request.body), now, ctx.leases)
     with ctx.db.session() as session:
@@ -73,6 +90,7 @@ def renew(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
 def pause(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     """PauseSubscription (§6.3): notifications keep being recorded for the subscription and are held."""
     target = subscription_id(request)
+    check_owner(ctx, request, target)
     with ctx.db.session() as session:
         if not subscriptions.pause(session, target):
             raise faults.ResourceUnknownFault(f"subscription {target!r} does not exist or has already ended")
@@ -82,6 +100,7 @@ def pause(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
 def resume(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     """ResumeSubscription (§6.4): everything held while paused is sent, in sequence order."""
     target = subscription_id(request)
+    check_owner(ctx, request, target)
     with ctx.db.session() as session:
         if not subscriptions.resume(session, target):
             raise faults.ResourceUnknownFault(f"subscription {target!r} does not exist or has already ended")
@@ -97,6 +116,7 @@ MAX_REPLAY = 1000
 def replay(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     """hiem:Replay: the subscription's notifications after sequence ``After``, in order (docs/extensions.md)."""
     target = subscription_id(request)
+    check_owner(ctx, request, target)
     after_text = request.body.findtext(ns.qname(ns.HIEM, "After")) or "0"
     limit_text = request.body.findtext(ns.qname(ns.HIEM, "MaximumNumber")) or str(MAX_REPLAY)
     try:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Protocol
 
 from lxml import etree
 
@@ -22,6 +23,11 @@ from hiem.soap import SoapVersion, build_envelope, serialize
 from hiem.store.deliveries import Claim, Replayed
 from hiem.wsn import messages
 from hiem.wstopics import TopicDialect, TopicPath, render_topic
+
+
+class Signer(Protocol):
+    def sign(self, envelope: etree._Element) -> etree._Element: ...
+
 
 _MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c7a52-5d0e-4c39-9a43-3f7f6f0b7a10")
 
@@ -60,7 +66,7 @@ def replay_response(subscription_id: str, manager_address: str, dialect_uri: str
     return response
 
 
-def build_delivery(claim: Claim) -> DeliveryRequest:
+def build_delivery(claim: Claim, signer: Signer | None = None) -> DeliveryRequest:
     version = SoapVersion.SOAP11 if claim.soap_version == "1.1" else SoapVersion.SOAP12
     dialect = TopicDialect(claim.dialect)
     topic = TopicPath(claim.topic_namespace, tuple(claim.topic_path.split("/")))
@@ -79,6 +85,8 @@ def build_delivery(claim: Claim) -> DeliveryRequest:
     if claim.sequence is not None:
         headers.append(sequence_header(claim.subscription_id, claim.sequence))
     envelope = build_envelope(version, headers, [body])
+    if signer is not None:
+        envelope = signer.sign(envelope)
     return DeliveryRequest(
         address=claim.consumer_address, body=serialize(envelope),
         headers=version.http_headers(messages.ACTION_NOTIFY), message_id=message_id,

@@ -9,7 +9,7 @@ from lxml import etree
 from hiem import ns
 from hiem.audit import AuditKind
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
-from hiem.store import audit, deliveries, subscriptions
+from hiem.store import audit, authorization, deliveries, subscriptions
 from hiem.store import topics as topic_store
 from hiem.store.db import utcnow
 from hiem.wsn import content_filter, faults, leases, messages, topics
@@ -33,8 +33,15 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     termination = leases.initial_termination(data.initial_termination_time, now, ctx.leases)
     subscription_id = str(uuid.uuid4())
     manager = f"{ctx.base_url(request.base_url)}/wsn/SubscriptionManager"
+    organization = ctx.authorizing(request)
     with ctx.db.session() as session:
         topic_ids = topics.covered_topic_ids(session, expression)
+        if organization is not None and not authorization.allowed(
+                session, organization, "subscribe", topic_store.paths_of(session, topic_ids)):
+            fault = faults.SubscribeCreationFailedFault(
+                f"organization {organization!r} is not authorized to subscribe to {expression.text}")
+            fault.code, fault.security_alert = faults.SoapCode.SENDER, True
+            raise fault
         subscriptions.create(session, subscriptions.NewSubscription(
             id=subscription_id, consumer_address=data.consumer.address,
             consumer_reference_parameters=data.consumer.reference_parameters, manager_address=manager,
@@ -43,7 +50,7 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
             soap_version="1.1" if request.version is SoapVersion.SOAP11 else "1.2",
             created_at=now, termination_time=termination, subscriber=request.remote_addr,
             message_filter=data.message_content.text if data.message_content else None,
-            message_filter_namespaces=content_namespaces,
+            message_filter_namespaces=content_namespaces, organization=organization,
         ), topic_ids)
         audit.add(session, ctx.audit.subscription(
             AuditKind.SUBSCRIBE_ACCEPTED, ctx.caller(request), ctx.endpoint_url(request, "NotificationProducer"),

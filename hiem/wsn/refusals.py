@@ -26,6 +26,9 @@ _KIND_BY_OPERATION = {
 
 
 def audit_refusal(ctx: ServiceContext, request: SoapRequest | None, fault: WsnFault | SoapFault) -> None:
+    if request is not None and request.body.tag not in _KIND_BY_OPERATION and getattr(fault, "security_alert", False):
+        _store(ctx, [ctx.audit.security_alert(ctx.caller(request), request.base_url, reason=fault.reason)])
+        return
     if request is None or request.body.tag not in _KIND_BY_OPERATION:
         return  # not even a recognisable operation: nothing was requested that HIEM audits
     kind, endpoint = _KIND_BY_OPERATION[request.body.tag]
@@ -41,9 +44,17 @@ def audit_refusal(ctx: ServiceContext, request: SoapRequest | None, fault: WsnFa
         event = ctx.audit.subscription(kind, caller, url, subscription_id=request.path_id, topic=None,
                                        message_id=request.addressing.message_id, outcome=outcome,
                                        description=description)
+    events = [event]
+    if getattr(fault, "security_alert", False):
+        events.append(ctx.audit.security_alert(caller, url, reason=description))
+    _store(ctx, events)
+
+
+def _store(ctx: ServiceContext, events: list) -> None:  # type: ignore[type-arg]
     try:
         with ctx.db.session() as session:
-            audit.add(session, event)
+            for item in events:
+                audit.add(session, item)
     except Exception:
-        log.error("AUDIT RECORD LOST: could not store %s for a refused request: %s", kind.value, description,
+        log.error("AUDIT RECORDS LOST: could not store %s for a refused request", [e.kind.value for e in events],
                   exc_info=True)

@@ -1,0 +1,128 @@
+"""EnvelopeSigner: what it adds, and that a consumer trusting the broker's certificate verifies it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from lxml import etree
+
+from hiem import ns
+from hiem.security import EnvelopeSigner, SecurityPolicy, mint_assertion
+
+SECURITY = f"{{{ns.WSSE}}}Security"
+
+
+def broker_assertion(identity, **overrides) -> bytes:  # type: ignore[no-untyped-def]
+    """The broker's own system assertion (HIEM v2.0 §3.1.3): self-issued, holder-of-key on its own cert."""
+    values = {
+        "key_pem": identity.key_pem, "cert_pem": identity.cert_pem, "issuer": "CN=hiem broker,O=Example HIO",
+        "subject_id": "UID=hiem-admin,O=Example HIO", "organization": "Example HIO",
+        "organization_id": "urn:oid:2.16.840.1.113883.3.42", "home_community_id": "urn:oid:2.16.840.1.113883.3.42",
+        "subject_confirmation_cert_pem": identity.cert_pem,
+    }
+    values.update(overrides)
+    return mint_assertion(**values)
+
+
+def consumer_policy(identity) -> SecurityPolicy:  # type: ignore[no-untyped-def]
+    return SecurityPolicy(trusted_idp_certs=(identity.cert_pem,))
+
+
+@pytest.mark.parametrize(("version", "must_understand"), [(ns.SOAP11, "1"), (ns.SOAP12, "true")])
+def test_consumer_verifies_the_brokers_signature(kit, version: str, must_understand: str) -> None:
+    broker = kit.gateway
+    signer = EnvelopeSigner(broker.key_pem, broker.cert_pem, broker_assertion(broker))
+    envelope = signer.sign(kit.envelope(version))
+    security = envelope.find(f"{{{version}}}Header/{SECURITY}")
+    assert security is not None
+    assert security.get(f"{{{version}}}mustUnderstand") == must_understand
+    assert [etree.QName(child).localname for child in security] == [
+        "Timestamp", "BinarySecurityToken", "Assertion", "Signature"]
+    result = kit.accept(kit.wire(envelope), consumer_policy(broker))
+    assert result.authenticated
+    assert result.role == "224608005" and result.purpose_of_use == "OPERATIONS"
+    assert f"{{{version}}}Body" in result.signed_parts
+    assert {f"{{{ns.WSA}}}To", f"{{{ns.WSA}}}Action", f"{{{ns.WSA}}}MessageID",
+            f"{{{ns.WSU}}}Timestamp"} <= result.signed_parts
+
+
+def test_signature_uses_exclusive_c14n_rsa_sha256_and_sha256_digests(kit) -> None:
+    envelope = EnvelopeSigner(kit.gateway.key_pem, kit.gateway.cert_pem).sign(kit.envelope())
+    signature = envelope.find(f".//{SECURITY}/{{{ns.DS}}}Signature")
+    algorithms = {element.get("Algorithm") for element in signature.iter() if element.get("Algorithm")}
+    assert algorithms == {"http://www.w3.org/2001/10/xml-exc-c14n#",
+                          "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+                          "http://www.w3.org/2001/04/xmlenc#sha256"}
+    reference = signature.find(f"{{{ns.DS}}}KeyInfo/{{{ns.WSSE}}}SecurityTokenReference/{{{ns.WSSE}}}Reference")
+    token = envelope.find(f".//{{{ns.WSSE}}}BinarySecurityToken")
+    assert reference.get("URI") == "#" + token.get(f"{{{ns.WSU}}}Id")
+
+
+def test_envelope_without_a_header_gets_one(kit) -> None:
+    signer = EnvelopeSigner(kit.gateway.key_pem, kit.gateway.cert_pem)
+    envelope = signer.sign(kit.envelope(ns.SOAP11, with_header=False))
+    assert etree.QName(envelope[0]).localname == "Header"
+    result = kit.accept(kit.wire(envelope), kit.policy(require_assertion=False))
+    assert result.signed_parts == {f"{{{ns.SOAP11}}}Body", f"{{{ns.WSU}}}Timestamp"}
+
+
+def test_message_signed_without_an_assertion_authenticates_a_pinned_signer(kit) -> None:
+    result = kit.accept(kit.signed_without_assertion(), kit.policy(require_assertion=False))
+    assert result.authenticated and result.assertion_id is None
+    assert "gateway test identity" in (result.signer_subject or "")
+
+
+def test_timestamp_lasts_lifetime_seconds(kit) -> None:
+    envelope = EnvelopeSigner(kit.gateway.key_pem, kit.gateway.cert_pem, lifetime_seconds=60).sign(kit.envelope())
+    created = envelope.find(f".//{{{ns.WSU}}}Created").text
+    expires = envelope.find(f".//{{{ns.WSU}}}Expires").text
+    parse = lambda text: datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
+    assert parse(expires) - parse(created) == timedelta(seconds=60)
+
+
+def test_ecdsa_p256_keys_sign_with_ecdsa_sha256(kit) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec broker")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    identity = type("Identity", (), {"key_pem": key_pem, "cert_pem": cert_pem})()
+    envelope = EnvelopeSigner(key_pem, cert_pem, broker_assertion(identity)).sign(kit.envelope())
+    method = envelope.find(f".//{SECURITY}/{{{ns.DS}}}Signature//{{{ns.DS}}}SignatureMethod")
+    assert method.get("Algorithm") == "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+    assert kit.accept(kit.wire(envelope), SecurityPolicy(trusted_idp_certs=(cert_pem,))).authenticated
+
+
+def test_signer_refuses_a_key_that_is_not_the_certificates(kit) -> None:
+    with pytest.raises(ValueError, match="does not belong"):
+        EnvelopeSigner(kit.attacker.key_pem, kit.gateway.cert_pem)
+
+
+def test_signer_refuses_something_that_is_not_an_assertion(kit) -> None:
+    with pytest.raises(ValueError, match="not a saml2:Assertion"):
+        EnvelopeSigner(kit.gateway.key_pem, kit.gateway.cert_pem, b"<x/>")
+
+
+def test_signing_twice_is_refused(kit) -> None:
+    signer = EnvelopeSigner(kit.gateway.key_pem, kit.gateway.cert_pem)
+    envelope = signer.sign(kit.envelope())
+    with pytest.raises(ValueError, match="already signed"):
+        signer.sign(envelope)
+
+
+def test_existing_wsu_ids_are_reused(kit) -> None:
+    envelope = kit.envelope()
+    body = envelope.find(f"{{{ns.SOAP12}}}Body")
+    body.set(f"{{{ns.WSU}}}Id", "body-1")
+    EnvelopeSigner(kit.gateway.key_pem, kit.gateway.cert_pem).sign(envelope)
+    uris = [r.get("URI") for r in envelope.iter(f"{{{ns.DS}}}Reference")]
+    assert "#body-1" in uris
