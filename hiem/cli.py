@@ -102,6 +102,27 @@ def _parser() -> argparse.ArgumentParser:
     audit_show.add_argument("id", type=int)
     audit_show.set_defaults(func=_audit_show)
 
+    authz = sub.add_parser("authz", help="authorization rules").add_subparsers(required=True, metavar="ACTION")
+    allow = authz.add_parser("allow", help="let an organization subscribe to / publish on a topic subtree")
+    allow.add_argument("organization", help="the SAML organization-id (or organization) of the partner")
+    allow.add_argument("action", choices=["subscribe", "publish"])
+    allow.add_argument("topic", help="a topic subtree: nhin:GIPSE/Biosurveillance, {namespace-uri}Path, "
+                       "or {namespace-uri} for the whole namespace")
+    allow.set_defaults(func=_authz_allow)
+    authz.add_parser("list", help="print the rules").set_defaults(func=_authz_list)
+    revoke = authz.add_parser("revoke", help="remove a rule")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(func=_authz_revoke)
+
+    dev = sub.add_parser("dev", help="developer tools").add_subparsers(required=True, metavar="ACTION")
+    mint = dev.add_parser("assertion", help="mint a SAML assertion with the local dev identity")
+    mint.add_argument("--subject", default="dev.user@example.org")
+    mint.add_argument("--organization", default="Example Health Agency")
+    mint.add_argument("--organization-id", default="urn:oid:2.16.840.1.113883.3.9999")
+    mint.add_argument("--home-community-id", default="urn:oid:2.16.840.1.113883.3.9999")
+    mint.add_argument("--lifetime", type=float, default=3600.0, help="seconds")
+    mint.set_defaults(func=_dev_assertion, dev=True)
+
     db = sub.add_parser("db", help="database").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
     from hiem.ops.cli import register as register_ops_commands  # `operators`, `status` (hiem.ops)
@@ -283,6 +304,72 @@ def _audit_show(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         message = build_audit_message(event_from_json(record.event))
     print(etree.tostring(xmlsafe.parse(message), pretty_print=True, encoding="unicode"))
+    return 0
+
+
+_PREFIXES = {"nhin": "http://www.hhs.gov/healthit/nhin"}
+
+
+def _topic_argument(text: str):  # type: ignore[no-untyped-def]
+    from hiem.wstopics import TopicPath
+
+    if text.startswith("{"):
+        namespace, _, path = text[1:].partition("}")
+    else:
+        prefix, _, path = text.partition(":")
+        if prefix not in _PREFIXES:
+            raise SystemExit(f"hiem: unknown prefix {prefix!r}; use {{namespace-uri}}Path")
+        namespace = _PREFIXES[prefix]
+    return namespace, (TopicPath(namespace, tuple(path.strip("/").split("/"))) if path.strip("/") else None)
+
+
+def _authz_allow(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import authorization
+
+    namespace, topic = _topic_argument(args.topic)
+    with open_database(settings).session() as session:
+        rule = authorization.add(session, args.organization, args.action, topic, namespace)
+        print(f"rule {rule.id}: {rule.organization} may {rule.action} under {{{namespace}}}{rule.topic_prefix}")
+    return 0
+
+
+def _authz_list(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import authorization
+
+    with open_database(settings).session() as session:
+        for rule in authorization.rules(session):
+            where = f"{{{rule.topic_namespace}}}{rule.topic_prefix}"
+            print(f"{rule.id:>5}  {rule.organization:40}  {rule.action:9}  {where}")
+    return 0
+
+
+def _authz_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.bootstrap import open_database
+    from hiem.store import authorization
+
+    with open_database(settings).session() as session:
+        removed = authorization.remove(session, args.id)
+    print("removed" if removed else f"no rule {args.id}")
+    return 0 if removed else 1
+
+
+def _dev_assertion(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.security import mint_assertion
+    from hiem.security_setup import broker_identity
+
+    identity = broker_identity(settings)
+    assertion = mint_assertion(
+        key_pem=identity.key_pem, cert_pem=identity.cert_pem, issuer="hiem-dev-idp", subject_id=args.subject,
+        organization=args.organization, organization_id=args.organization_id,
+        home_community_id=args.home_community_id, lifetime_seconds=args.lifetime)
+    print(assertion.decode())
+    print(f"""
+# A SAML 2.0 assertion signed by the dev identity in {settings.security.dev_dir}/ (trusted by `hiem serve --dev`).
+# Put it in a wsse:Security header of your request; to sign the whole message too, use
+# hiem.security.wrap_with_assertion(envelope, assertion, EnvelopeSigner(key, cert)) in Python.
+# In production, configure the real IdPs' certificates with HIEM_IDP_CERTS instead.""", file=sys.stderr)
     return 0
 
 

@@ -50,7 +50,7 @@ class Broker:
 
 
 def start_broker(mode: str, tmp: Path, database_url: str | None = None, broker_url: str | None = None,
-                 workers: int = 1, **env_overrides: str) -> Broker:
+                 workers: int = 1, dev: bool = True, **env_overrides: str) -> Broker:
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = hiem_env(**FAST, **env_overrides)
@@ -60,7 +60,8 @@ def start_broker(mode: str, tmp: Path, database_url: str | None = None, broker_u
         env["HIEM_DATABASE_URL"] = database_url or ""
         env["HIEM_BROKER_URL"] = broker_url or ""
         env["HIEM_QUEUE"] = f"hiem-test-{uuid.uuid4().hex[:8]}"
-    web = HiemProcess(["serve", "--dev", "--port", str(port)], env, tmp / "web.log").start()
+    env.setdefault("HIEM_DEV_DIR", str(tmp / "dev-identity"))
+    web = HiemProcess(["serve", *(["--dev"] if dev else []), "--port", str(port)], env, tmp / "web.log").start()
     broker = Broker(mode, f"http://127.0.0.1:{port}", env, tmp, web)
     try:
         wait_healthy(broker.url, web)
