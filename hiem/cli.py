@@ -20,6 +20,8 @@ DEV_BANNER = """
 #  No SAML assertion or signature is required, loopback and private        #
 #  consumer addresses are allowed, and audit records are marked            #
 #  unauthenticated. Never expose this process to a network.                #
+#  A local dev identity (key + certificate) lives in HIEM_DEV_DIR          #
+#  (.hiem-dev/); mint a SAML assertion with it: `hiem dev assertion`.      #
 ############################################################################
 """
 
