@@ -48,7 +48,9 @@ def test_subscribe_publish_deliver_unsubscribe(broker, consumer):
     wsn.assert_valid(notify)
     message = notify.find(f"{{{ns.WSNT}}}NotificationMessage")
     sub_ref = message.find(f"{{{ns.WSNT}}}SubscriptionReference")
-    assert etree.tostring(sub_ref, method="c14n", exclusive=True) == etree.tostring(reference, method="c14n", exclusive=True)
+    same = etree.tostring(sub_ref, method="c14n", exclusive=True) == etree.tostring(reference, method="c14n",
+                                                                                   exclusive=True)
+    assert same, "the Notify carries the SubscriptionReference of the SubscribeResponse"
     topic = message.find(f"{{{ns.WSNT}}}Topic")
     assert topic.get("Dialect") == wsn.CONCRETE
     prefix, path = topic.text.split(":", 1)
