@@ -1,15 +1,17 @@
 #!/bin/sh
-# Debian packages some tests drive for real: rsyslog (RFC 5425 audit receiver).
+# Debian packages some tests drive for real: rsyslog (RFC 5425 audit receiver) and chromium (the ops
+# console's browser tests, driven by Playwright at /usr/bin/chromium; Playwright never downloads a browser).
 # Installs them when missing and we are root; otherwise says what to install.
 set -eu
 missing=""
 command -v rsyslogd >/dev/null 2>&1 || missing="$missing rsyslog"
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so ] || [ -n "$(ls /usr/lib/*/rsyslog/lmnsd_ossl.so 2>/dev/null)" ] || missing="$missing rsyslog-openssl"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
 if [ -z "$missing" ]; then exit 0; fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian packages:$missing"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null || {
     apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null; }
 else
-  echo "note: install the Debian packages$missing for the syslog tests (they skip without them, fail under CI=true)"
+  echo "note: install the Debian packages$missing for the syslog and browser tests (they skip without them, fail under CI=true)"
 fi

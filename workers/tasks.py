@@ -61,10 +61,17 @@ def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
     """Send a batch concurrently, or one after the other (a resumed subscription's backlog, in order)."""
     if sequential:
         rt = runtime()
+        subscription = None
         for delivery_id in delivery_ids:
             with rt.db.session() as session:
                 store.unhold(session, delivery_id)
+                subscription = subscription or store.subscription_of(session, delivery_id)
             deliver_one(delivery_id)
+        if subscription is not None:  # what arrived during the drain waited behind it: send it in order too
+            with rt.db.session() as session:
+                following = store.pending_for(session, subscription)
+            for delivery_id in following:
+                deliver_one(delivery_id)
         return
     if len(delivery_ids) == 1:
         deliver_one(delivery_ids[0])

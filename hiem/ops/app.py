@@ -16,6 +16,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.orm import Session as DbSession
+
 from hiem.config import Settings
 from hiem.metrics import MetricsApp
 from hiem.ops import actions, operators, pages
@@ -65,7 +67,7 @@ class OpsApp:
         self.throttle = operators.LoginThrottle()
         self.metrics = MetricsApp(database, self.queue, token=ops.metrics_token)
         self._public_hosts = [urlsplit(settings.public_url).netloc] if settings.public_url else []
-        self._pages = {"/ops": pages.overview, "/ops/topics": pages.topics, "/ops/subscriptions": pages.subscriptions,
+        self._pages = {"/ops/topics": pages.topics, "/ops/subscriptions": pages.subscriptions,
                        "/ops/notifications": pages.notifications, "/ops/deliveries": pages.deliveries,
                        "/ops/actions": pages.actions}
 
@@ -82,6 +84,8 @@ class OpsApp:
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def _handle(self, request: Request) -> Response:
+        if request.path != "/ops" and not request.path.startswith("/ops/"):
+            return text("404 Not Found", "not found (this port serves /ops and /metrics)\n")
         if request.path.startswith("/ops/static/"):
             return self._static(request.path.rsplit("/", 1)[-1])
         session = self.signer.loads(request.cookie(COOKIE_NAME))
@@ -151,21 +155,25 @@ class OpsApp:
         path, query = visit.request.path.rstrip("/") or "/ops", visit.request.query
         if path == "/ops/confirm":
             return self._confirm(visit)
+        # Ask the broker before opening the session, and render after closing it: in embedded mode every
+        # transaction holds SQLite's write lock, which the workers need too.
+        queue = self.queue.status() if path == "/ops" else None
         with self.db.session() as session:
-            if path == "/ops":
-                template, context = pages.overview(session, self.queue, query)
+            if queue is not None:
+                found: pages.Page | None = pages.overview(session, queue, query)
             elif path in self._pages:
-                template, context = self._pages[path](session, query)
+                found = self._pages[path](session, query)
             elif match := _SUBSCRIPTION.match(path):
                 found = pages.subscription(session, match.group(1))
-                if found is None:
-                    return self._page(visit, "error.html", "404 Not Found", message="no such subscription")
-                template, context = found
             else:
                 return self._page(visit, "error.html", "404 Not Found", message="no such page")
-            return self._page(visit, template, flash=self._flash(session, visit, query), **context)
+            flash = self._flash(session, visit, query)
+        if found is None:
+            return self._page(visit, "error.html", "404 Not Found", message="no such subscription")
+        template, context = found
+        return self._page(visit, template, flash=flash, **context)
 
-    def _flash(self, session: Any, visit: Visit, query: dict[str, str]) -> OperatorAction | None:
+    def _flash(self, session: DbSession, visit: Visit, query: dict[str, str]) -> OperatorAction | None:
         """The outcome of the action this operator just confirmed (by id: a link cannot forge a message)."""
         done = query.get("done", "")
         row = session.get(OperatorAction, int(done)) if done.isdigit() else None

