@@ -53,7 +53,7 @@ def start_broker(mode: str, tmp: Path, database_url: str | None = None, broker_u
                  workers: int = 1, dev: bool = True, **env_overrides: str) -> Broker:
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = hiem_env(**FAST, **env_overrides)
+    env = hiem_env(**{**FAST, **env_overrides})
     if mode == "embedded":
         env["HIEM_DATABASE_URL"] = database_url or f"sqlite:///{tmp / 'hiem.db'}"
     else:

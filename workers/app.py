@@ -33,6 +33,8 @@ def configure(settings: Settings) -> Celery:
             "visibility_timeout": max(5, int(settings.delivery.visibility_timeout)),
             "unacked_restore_interval": 1,
             "unacked_restore_throttle": 1,
+            # the in-memory transport of embedded mode polls: once a second by default, far too slow
+            **({"polling_interval": 0.05} if not settings.broker_url else {}),
         },
         task_acks_late=True,
         task_reject_on_worker_lost=True,

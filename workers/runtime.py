@@ -7,7 +7,10 @@ builds its own on first use (and :func:`reset_after_fork` drops anything inherit
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hiem.audit.trail import AuditTrail
@@ -15,6 +18,8 @@ from hiem.config import Settings, load_settings
 from hiem.delivery import DeliveryChannel, make_channel
 from hiem.security_setup import BrokerSigner, broker_identity
 from hiem.store.db import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +32,14 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     _signer: BrokerSigner | None = None
+    _senders: BoundedSenders | None = None
+
+    @property
+    def senders(self) -> BoundedSenders:
+        with self._lock:
+            if self._senders is None:
+                self._senders = BoundedSenders(SENDER_THREADS, SENDER_BACKLOG)
+            return self._senders
 
     @property
     def signer(self) -> BrokerSigner:
@@ -54,6 +67,33 @@ class Runtime:
             channel.close()
         self._channels.clear()
         self.db.dispose()
+
+
+#: threads per process that POST to consumers, and how many deliveries may wait for one of them
+SENDER_THREADS = 32
+SENDER_BACKLOG = 256
+
+
+class BoundedSenders:
+    """A thread pool whose queue is bounded: ``submit`` blocks when the backlog is full (backpressure on
+    the Celery task, so a process never piles up more work in memory than it can send soon)."""
+
+    def __init__(self, threads: int, backlog: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hiem-sender")
+        self._room = threading.BoundedSemaphore(backlog)
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        self._room.acquire()
+        future = self._pool.submit(fn, *args)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[object]) -> None:
+        self._room.release()
+        if future.exception() is not None:
+            log.error("a delivery thread failed", exc_info=future.exception())
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
 
 
 _runtime: Runtime | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 
@@ -22,7 +21,6 @@ log = logging.getLogger(__name__)
 
 #: deliveries per hiem.deliver task; they are sent concurrently inside the task
 DELIVER_CHUNK = 20
-_MAX_THREADS = 16
 #: how long a delivery to a consumer already at its concurrency limit waits before trying again
 BUSY_RETRY_SECONDS = 1.0
 
@@ -73,11 +71,13 @@ def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
             for delivery_id in following:
                 deliver_one(delivery_id)
         return
-    if len(delivery_ids) == 1:
-        deliver_one(delivery_ids[0])
-        return
-    with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, len(delivery_ids))) as pool:
-        list(pool.map(deliver_one, delivery_ids))
+    # Hand the batch to this process's sender threads and return: the task must not wait for the slowest
+    # consumer in it, or a consumer that hangs would hold a worker slot per notification and starve every
+    # other consumer. Nothing is lost if this process dies: each delivery's lease expires and the sweeper
+    # sends it again.
+    senders = runtime().senders
+    for delivery_id in delivery_ids:
+        senders.submit(deliver_one, delivery_id)
 
 
 def deliver_one(delivery_id: int) -> str | None:
@@ -94,7 +94,8 @@ def deliver_one(delivery_id: int) -> str | None:
         if claim is None:
             return None
         origin = breaker.origin_of(claim.consumer_address)
-        parked = breaker.parked_until(session, origin, utcnow())
+        parked = breaker.parked_until(session, origin, utcnow(), threshold=settings.breaker_threshold,
+                                      probe_seconds=settings.connect_timeout + settings.read_timeout + 5)
         if parked is not None:
             store.release(session, claim, parked, f"consumer parked by the circuit breaker until {parked:%H:%M:%S}")
             return "parked"

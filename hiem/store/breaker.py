@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from hiem.store.db import as_utc, utcnow
@@ -28,10 +28,30 @@ def origin_of(address: str) -> str:
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
-def parked_until(session: Session, origin: str, now: datetime) -> datetime | None:
-    until = session.scalar(select(Consumer.parked_until).where(Consumer.origin == origin))
-    until = as_utc(until)
-    return until if until is not None and until > now else None
+def parked_until(session: Session, origin: str, now: datetime, *, threshold: int = FAILURE_THRESHOLD,
+                 probe_seconds: float = 30.0) -> datetime | None:
+    """When the origin's deliveries must wait, until when; None when this delivery may go.
+
+    After a park ends, exactly one delivery becomes the probe: it takes the origin with a conditional
+    UPDATE (parking it again for ``probe_seconds``, the probe's own time budget), and every other
+    delivery keeps waiting. The probe's success closes the breaker; its failure parks the origin longer.
+    """
+    row = session.execute(select(Consumer.parked_until, Consumer.consecutive_failures)
+                          .where(Consumer.origin == origin)).first()
+    if row is None:
+        return None
+    until = as_utc(row[0])
+    if until is not None and until > now:
+        return until
+    if row[1] < threshold:
+        return None  # the breaker is closed
+    probe_until = now + timedelta(seconds=probe_seconds)
+    taken = session.execute(update(Consumer).where(
+        Consumer.origin == origin, or_(Consumer.parked_until.is_(None), Consumer.parked_until <= now))
+        .values(parked_until=probe_until, consecutive_failures=threshold - 1, updated_at=now)).rowcount
+    if taken == 1:
+        return None  # this delivery is the probe
+    return as_utc(session.scalar(select(Consumer.parked_until).where(Consumer.origin == origin))) or probe_until
 
 
 def record_success(session: Session, origin: str) -> None:
@@ -50,7 +70,11 @@ def record_failure(session: Session, origin: str, error: str, *, threshold: int 
     row.consecutive_failures += 1
     row.last_error = error[:500]
     row.updated_at = now
-    if row.consecutive_failures >= threshold and (as_utc(row.parked_until) or now) <= now:
+    parked = as_utc(row.parked_until)
+    # Park when the count reaches the threshold (the first time, or a failed probe, which restarts the
+    # count just below it) or when no park is running; failures of requests that were already in flight
+    # when the origin was parked do not park it again.
+    if row.consecutive_failures == threshold or (row.consecutive_failures > threshold and (parked or now) <= now):
         seconds = min(MAX_PARK_SECONDS, first_park * (2 ** row.park_count))
         row.park_count += 1
         row.parked_until = now + timedelta(seconds=seconds)
