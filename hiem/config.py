@@ -8,6 +8,8 @@ variable                        default                          meaning
 =============================== ================================ ==========================================
 HIEM_DATABASE_URL               sqlite:///hiem.db                SQLAlchemy URL (``postgresql+psycopg://``)
 HIEM_BROKER_URL                 (empty: embedded)                Celery broker; empty = in-process worker
+HIEM_DB_POOL                    5                                PostgreSQL connections per process (+ as many
+                                                                 overflow); mind max_connections
 HIEM_QUEUE                      hiem                             Celery queue name (one per deployment)
 HIEM_PUBLIC_URL                 (empty: from the request)        base URL written into EPRs we hand out
 HIEM_TOPICS_DIR                 ./topics                         TopicNamespace documents loaded at start
@@ -151,6 +153,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     broker_url: str = ""
     queue: str = "hiem"
+    db_pool: int = 5
     public_url: str = ""
     topics_dir: str = "topics"
     default_lease: str = ""
@@ -271,6 +274,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=_read(env, "HIEM_DATABASE_URL", str, DEFAULT_DATABASE_URL),
         broker_url=_read(env, "HIEM_BROKER_URL", str, ""),
         queue=_read(env, "HIEM_QUEUE", str, "hiem"),
+        db_pool=max(1, _read(env, "HIEM_DB_POOL", int, 5)),
         public_url=_read(env, "HIEM_PUBLIC_URL", str, "").rstrip("/"),
         topics_dir=_read(env, "HIEM_TOPICS_DIR", str, "topics"),
         default_lease=_read(env, "HIEM_DEFAULT_LEASE", str, ""),

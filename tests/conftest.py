@@ -14,7 +14,7 @@ from tests.support.consumer import RecordingConsumer
 from tests.support.processes import HiemProcess, free_port, hiem_env, wait_for_log, wait_healthy
 from tests.support.services import fresh_postgres_database, require_redis
 
-FAST = {"HIEM_SWEEP_INTERVAL": "0.5", "HIEM_VISIBILITY_TIMEOUT": "10", "HIEM_BACKOFF_BASE": "0.5",
+FAST = {"HIEM_DB_POOL": "2", "HIEM_SWEEP_INTERVAL": "0.5", "HIEM_VISIBILITY_TIMEOUT": "10", "HIEM_BACKOFF_BASE": "0.5",
         "HIEM_BACKOFF_MAX": "2", "HIEM_CONNECT_TIMEOUT": "2", "HIEM_READ_TIMEOUT": "5"}
 
 

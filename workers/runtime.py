@@ -118,7 +118,8 @@ def runtime() -> Runtime:
     with _guard:
         if _runtime is None:
             settings = _settings or load_settings()
-            _runtime = Runtime(settings=settings, db=Database(settings.database_url), audit=AuditTrail(settings))
+            _runtime = Runtime(settings=settings, db=Database(settings.database_url, settings.db_pool),
+                               audit=AuditTrail(settings))
         return _runtime
 
 

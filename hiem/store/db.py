@@ -27,7 +27,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                                pool_size=20, max_overflow=20)
@@ -48,15 +48,15 @@ def make_engine(url: str) -> Engine:
         return engine
     # Small pools: every web process, worker process (and Celery pool child) has its own, and PostgreSQL's
     # default max_connections is 100.
-    return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=6, pool_recycle=1800)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 class Database:
     """An engine plus a session factory; ``session()`` is a transaction that commits or rolls back."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 5) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
