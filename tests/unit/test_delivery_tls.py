@@ -1,0 +1,64 @@
+"""Outgoing deliveries over HTTPS: the consumer's certificate is verified against HIEM_DELIVERY_CA, and the
+broker presents its client certificate (HIEM_DELIVERY_CLIENT_CERT/_KEY) to consumers that require one."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from hiem.config import DeliverySettings
+from hiem.delivery.base import DeliveryRequest
+from hiem.delivery.soap_http import SoapHttpChannel
+from hiem.errors import ConsumerUnreachable
+from tests.support.consumer import RecordingConsumer
+from tests.support.pki import TestPki
+
+
+@pytest.fixture
+def tls_consumer(tmp_path):
+    pki = TestPki(tmp_path / "pki")
+    server = pki.issue("consumer", server=True)
+    consumer = RecordingConsumer()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server.cert, server.key)
+    context.load_verify_locations(pki.ca_file)
+    context.verify_mode = ssl.CERT_REQUIRED  # the consumer insists on a client certificate
+    consumer._server.socket = context.wrap_socket(consumer._server.socket, server_side=True)
+    with consumer:
+        yield consumer, pki
+
+
+def _deliver(settings: DeliverySettings, port: int) -> int:
+    channel = SoapHttpChannel(settings)
+    try:
+        return channel.deliver(DeliveryRequest(address=f"https://localhost:{port}/notify", body=b"<x/>")).status_code
+    finally:
+        channel.close()
+
+
+def test_verified_consumer_and_client_certificate(tls_consumer):
+    consumer, pki = tls_consumer
+    broker = pki.issue("broker", server=False)
+    settings = DeliverySettings(ca_file=str(pki.ca_file), client_cert_file=str(broker.cert),
+                                client_key_file=str(broker.key))
+    assert _deliver(settings, consumer.port) == 202
+    assert len(consumer.received) == 1
+
+
+def test_untrusted_consumer_certificate_is_refused(tls_consumer, tmp_path):
+    consumer, pki = tls_consumer
+    other = TestPki(tmp_path / "other", "other CA")
+    broker = pki.issue("broker", server=False)
+    settings = DeliverySettings(ca_file=str(other.ca_file), client_cert_file=str(broker.cert),
+                                client_key_file=str(broker.key))
+    with pytest.raises(ConsumerUnreachable):
+        _deliver(settings, consumer.port)
+    assert consumer.received == []
+
+
+def test_consumer_requiring_a_client_certificate_refuses_a_broker_without_one(tls_consumer):
+    consumer, pki = tls_consumer
+    with pytest.raises(ConsumerUnreachable):
+        _deliver(DeliverySettings(ca_file=str(pki.ca_file)), consumer.port)
+    assert consumer.received == []
