@@ -52,6 +52,8 @@ HIEM_SIGNING_KEY / _CERT        dev: generated; else required    the broker's ke
 HIEM_ORGANIZATION / _ID         hiem / urn:oid:2.16.840.1.113883.3.0   the broker's organization (its assertions)
 HIEM_HOME_COMMUNITY_ID          urn:oid:2.16.840.1.113883.3.0    the broker's home community id
 HIEM_DEV_DIR                    .hiem-dev                        where dev mode keeps its generated identity
+HIEM_PULL_MAX_MESSAGES          10000                            messages a pull point keeps (oldest dropped)
+HIEM_PULL_MAX_AGE               P7D                              how long a pull point keeps a message
 HIEM_DEV                        0                                1 = dev mode (same as ``serve --dev``)
 =============================== ================================ ==========================================
 
@@ -157,6 +159,8 @@ class Settings:
     public_url: str = ""
     topics_dir: str = "topics"
     default_lease: str = ""
+    pull_max_messages: int = 10_000
+    pull_max_age: str = "P7D"
     max_lease: str = ""
     dev: bool = False
     worker_concurrency: int = 8
@@ -278,6 +282,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_url=_read(env, "HIEM_PUBLIC_URL", str, "").rstrip("/"),
         topics_dir=_read(env, "HIEM_TOPICS_DIR", str, "topics"),
         default_lease=_read(env, "HIEM_DEFAULT_LEASE", str, ""),
+        pull_max_messages=max(1, _read(env, "HIEM_PULL_MAX_MESSAGES", int, 10_000)),
+        pull_max_age=_read(env, "HIEM_PULL_MAX_AGE", str, "P7D"),
         max_lease=_read(env, "HIEM_MAX_LEASE", str, ""),
         worker_concurrency=max(1, _read(env, "HIEM_WORKER_CONCURRENCY", int, 8)),
         xml_limits=limits,

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from hiem import contract
 from hiem.soap import Operation, SoapEndpoint
 from hiem.soap.edge import Verifier
-from hiem.wsn import broker, manager, messages, producer, refusals
+from hiem.wsn import broker, manager, messages, producer, pullpoint, refusals
 from hiem.wsn.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ def build_endpoints(ctx: ServiceContext, verifier: Verifier | None = None) -> di
             op(messages.PAUSE, messages.ACTIONS_PAUSE, manager.pause),
             op(messages.RESUME, messages.ACTIONS_RESUME, manager.resume),
             op(messages.REPLAY, frozenset({messages.ACTION_REPLAY}), manager.replay),
+        ], limits, observe, verifier),
+        "PullPoint": SoapEndpoint("PullPoint", [
+            op(pullpoint.CREATE, frozenset({pullpoint.ACTION_CREATE}), pullpoint.create_pull_point),
+            op(pullpoint.GET_MESSAGES, frozenset({pullpoint.ACTION_GET}), pullpoint.get_messages),
+            op(pullpoint.DESTROY, frozenset({pullpoint.ACTION_DESTROY}), pullpoint.destroy_pull_point),
         ], limits, observe, verifier),
         # The broker's WSDL (brw-2 NotificationBroker portType) includes Subscribe as well.
         "NotificationBroker": SoapEndpoint("NotificationBroker", [
@@ -99,9 +104,11 @@ class HiemApp:
             return _plain(start_response, "404 Not Found", "not found\n")
         name, _, tail = path[len("/wsn/"):].partition("/")
         endpoint = self.endpoints.get(name)
-        if endpoint is None or (tail and name != "SubscriptionManager"):
+        if endpoint is None or (tail and name not in {"SubscriptionManager", "PullPoint"}):
             return _plain(start_response, "404 Not Found", "no such endpoint\n")
         if method == "GET" and environ.get("QUERY_STRING", "").lower() in {"wsdl", "wsdl="}:
+            if name not in contract.SERVICE_WSDLS:
+                return _plain(start_response, "404 Not Found", "this endpoint has no WSDL of its own; see bw-2.wsdl\n")
             document = contract.service_wsdl(name, f"{base_url}/wsn/{name}", base_url)
             return _send(start_response, "200 OK", document, "text/xml; charset=utf-8")
         if method != "POST":

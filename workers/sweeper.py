@@ -16,10 +16,12 @@ from datetime import timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from hiem.audit import AuditKind
+from hiem.audit.codes import EventOutcomeIndicator
 from hiem.audit.trail import Caller
-from hiem.store import audit, subscriptions
+from hiem.store import audit, pullpoints, subscriptions
 from hiem.store import deliveries as store
 from hiem.store.db import utcnow
+from hiem.wsn.leases import parse_duration
 from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,17 @@ def sweep_once() -> tuple[int, int]:
                 description=f"termination time {row.termination_time} reached"))
     if expired:
         log.info("expired %d subscriptions", len(expired))
+    with rt.db.session() as session:
+        dropped = pullpoints.enforce_bounds(session, rt.settings.pull_max_messages,
+                                           parse_duration(rt.settings.pull_max_age))
+        for delivery in dropped:
+            sub = subscriptions.get(session, delivery.subscription_id)
+            audit.add(session, rt.audit.exported(
+                sub.manager_address, f"pull point {sub.pull_point_id}", subscription_id=sub.id,
+                topic=sub.topic_expression, message_id=f"{sub.id}/{delivery.notification_id}",
+                outcome=EventOutcomeIndicator.SERIOUS_FAILURE, description=delivery.last_error))
+    if dropped:
+        log.warning("dropped %d messages from full or stale pull points", len(dropped))
     if fanouts or due:
         log.info("sweeper re-enqueued %d fan-outs and %d deliveries", len(fanouts), len(due))
     return len(fanouts), len(due)

@@ -94,7 +94,8 @@ def _fan_out_one(session: Session, notification: Notification) -> None:
         select(
             literal(notification.id, Integer), SubscriptionTopic.subscription_id, previous,
             # a paused subscription's deliveries are held from the start: nothing can send them early
-            case((Subscription.status == SubscriptionStatus.PAUSED.value, literal(S.HELD.value, String)),
+            case((Subscription.pull_point_id.is_not(None), literal(S.STORED.value, String)),
+                 (Subscription.status == SubscriptionStatus.PAUSED.value, literal(S.HELD.value, String)),
                  else_=literal(S.PENDING.value, String)),
             literal(0, Integer), when, when,
         )
@@ -125,7 +126,7 @@ def _fan_out_filtered(session: Session, notification: Notification, now: datetim
     while True:
         batch = session.execute(
             select(Subscription.id, Subscription.message_filter, Subscription.message_filter_namespaces,
-                   Subscription.status)
+                   Subscription.status, Subscription.pull_point_id)
             .join(SubscriptionTopic, SubscriptionTopic.subscription_id == Subscription.id)
             .where(SubscriptionTopic.topic_id == notification.topic_id, Subscription.status.in_(_RECEIVING),
                    Subscription.message_filter.is_not(None), Subscription.id > after,
@@ -133,11 +134,12 @@ def _fan_out_filtered(session: Session, notification: Notification, now: datetim
             .order_by(Subscription.id).limit(500)).all()
         if not batch:
             return
-        for subscription_id, expression, namespaces, status in batch:
+        for subscription_id, expression, namespaces, status, pull_point in batch:
             if matches_message(expression, namespaces or {}, notification.message_xml):
                 sequence = (session.scalar(select(func.max(Delivery.sequence)).where(
                     Delivery.subscription_id == subscription_id)) or 0) + 1
-                state = S.HELD.value if status == SubscriptionStatus.PAUSED.value else S.PENDING.value
+                state = S.STORED.value if pull_point else (
+                    S.HELD.value if status == SubscriptionStatus.PAUSED.value else S.PENDING.value)
                 session.add(Delivery(notification_id=notification.id, subscription_id=subscription_id,
                                      sequence=sequence, state=state, attempts=0,
                                      created_at=now, updated_at=now))

@@ -55,6 +55,8 @@ class DeliveryState(str, Enum):
     DEAD = "dead"              # final failure or attempts/age exhausted; can be replayed
     CANCELLED = "cancelled"    # the subscription ended before the notification could be sent
     HELD = "held"              # the subscription is paused: kept, sent in order on resume
+    STORED = "stored"          # waiting in a pull point for GetMessages
+    DROPPED = "dropped"        # removed from a full or too old pull point (audited)
 
 
 class FanoutState(str, Enum):
@@ -100,6 +102,8 @@ class Subscription(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     termination_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the pull point this subscription's notifications are kept in (instead of being pushed)
+    pull_point_id: Mapped[str | None] = mapped_column(String(64), index=True)
     #: XPath 1.0 MessageContent filter (compiled at Subscribe to check it) and its namespace context
     message_filter: Mapped[str | None] = mapped_column(Text)
     message_filter_namespaces: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
@@ -228,3 +232,13 @@ class AuthorizationRule(Base):
     topic_namespace: Mapped[str] = mapped_column(String(1024))
     topic_prefix: Mapped[str] = mapped_column(String(2048))  # "" = the whole namespace
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PullPoint(Base):
+    """A WS-BaseNotification pull point: notifications wait here until the consumer calls GetMessages."""
+
+    __tablename__ = "pull_points"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    organization: Mapped[str | None] = mapped_column(String(512))

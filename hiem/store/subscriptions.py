@@ -28,6 +28,7 @@ class NewSubscription:
     termination_time: datetime | None = None
     message_filter: str | None = None
     message_filter_namespaces: dict[str, str] | None = None
+    pull_point_id: str | None = None
     subscriber: str | None = None
     organization: str | None = None
 
@@ -40,7 +41,7 @@ def create(session: Session, new: NewSubscription, topic_ids: Iterable[int]) -> 
         is_wildcard=new.is_wildcard, soap_version=new.soap_version, status=SubscriptionStatus.ACTIVE.value,
         subscriber=new.subscriber, organization=new.organization, created_at=new.created_at,
         termination_time=new.termination_time, message_filter=new.message_filter,
-        message_filter_namespaces=new.message_filter_namespaces or {},
+        message_filter_namespaces=new.message_filter_namespaces or {}, pull_point_id=new.pull_point_id,
     )
     session.add(row)
     session.flush()

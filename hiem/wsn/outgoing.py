@@ -52,18 +52,24 @@ def replay_response(subscription_id: str, manager_address: str, dialect_uri: str
     """``hiem:ReplayResponse``: one ``hiem:Replayed sequence="N"`` per notification, each holding the
     wsnt:NotificationMessage exactly as the subscriber's Notify carried it."""
     response = etree.Element(ns.qname(ns.HIEM, "ReplayResponse"), nsmap={"hiem": ns.HIEM, "wsnt": ns.WSNT})
-    dialect = TopicDialect(dialect_uri)
-    reference = messages.subscription_reference(manager_address, subscription_id)
     for item in found:
-        topic_text, topic_nsmap = render_topic(TopicPath(item.topic_namespace, tuple(item.topic_path.split("/"))),
-                                               dialect)
-        notify = messages.notify_body(subscription=reference, topic_text=topic_text, topic_nsmap=topic_nsmap,
-                                      dialect=dialect.value, message_xml=item.message_xml,
-                                      producer_reference=item.producer_reference)
         holder = etree.SubElement(response, ns.qname(ns.HIEM, "Replayed"))
         holder.set("sequence", str(item.sequence))
-        holder.append(notify[0])
+        holder.append(notification_message(subscription_id, manager_address, dialect_uri, item))
     return response
+
+
+def notification_message(subscription_id: str, manager_address: str, dialect_uri: str,
+                         item: Replayed) -> etree._Element:
+    """One wsnt:NotificationMessage exactly as the subscription's Notify carries it (replay, pull points)."""
+    dialect = TopicDialect(dialect_uri)
+    reference = messages.subscription_reference(manager_address, subscription_id)
+    topic_text, topic_nsmap = render_topic(TopicPath(item.topic_namespace, tuple(item.topic_path.split("/"))),
+                                           dialect)
+    notify = messages.notify_body(subscription=reference, topic_text=topic_text, topic_nsmap=topic_nsmap,
+                                  dialect=dialect.value, message_xml=item.message_xml,
+                                  producer_reference=item.producer_reference)
+    return notify[0]
 
 
 def build_delivery(claim: Claim, signer: Signer | None = None) -> DeliveryRequest:

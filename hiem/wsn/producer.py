@@ -9,12 +9,13 @@ from lxml import etree
 from hiem import ns
 from hiem.audit import AuditKind
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
-from hiem.store import audit, authorization, deliveries, subscriptions
+from hiem.store import audit, authorization, deliveries, pullpoints, subscriptions
 from hiem.store import topics as topic_store
 from hiem.store.db import utcnow
 from hiem.wsn import content_filter, faults, leases, messages, topics
 from hiem.wsn.context import ServiceContext
 from hiem.wsn.outbound import check_consumer_address
+from hiem.wsn.pullpoint import pull_point_of
 from hiem.wstopics import TopicDialect, topic_set_element
 
 _USE_RAW = ns.qname(ns.WSNT, "UseRaw")
@@ -28,13 +29,20 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     if data.message_content is not None:
         content_namespaces = content_filter.compile_filter(
             data.message_content.text, data.message_content.dialect, data.message_content.nsmap)
-    check_consumer_address(data.consumer.address, ctx.settings)
+    base = ctx.base_url(request.base_url)
+    pull_point = pull_point_of(data.consumer, base)
+    if pull_point is None:
+        check_consumer_address(data.consumer.address, ctx.settings)
     now = utcnow()
     termination = leases.initial_termination(data.initial_termination_time, now, ctx.leases)
     subscription_id = str(uuid.uuid4())
     manager = f"{ctx.base_url(request.base_url)}/wsn/SubscriptionManager"
     organization = ctx.authorizing(request)
     with ctx.db.session() as session:
+        if pull_point is not None and pullpoints.active(session, pull_point) is None:
+            fault = faults.SubscribeCreationFailedFault(f"pull point {pull_point!r} does not exist or was destroyed")
+            fault.code = faults.SoapCode.SENDER
+            raise fault
         topic_ids = topics.covered_topic_ids(session, expression)
         if organization is not None and not authorization.allowed(
                 session, organization, "subscribe", topic_store.paths_of(session, topic_ids)):
@@ -50,7 +58,7 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
             soap_version="1.1" if request.version is SoapVersion.SOAP11 else "1.2",
             created_at=now, termination_time=termination, subscriber=request.remote_addr,
             message_filter=data.message_content.text if data.message_content else None,
-            message_filter_namespaces=content_namespaces, organization=organization,
+            message_filter_namespaces=content_namespaces, organization=organization, pull_point_id=pull_point,
         ), topic_ids)
         audit.add(session, ctx.audit.subscription(
             AuditKind.SUBSCRIBE_ACCEPTED, ctx.caller(request), ctx.endpoint_url(request, "NotificationProducer"),

@@ -1,0 +1,122 @@
+"""Pull delivery over real HTTP: CreatePullPoint, a subscription whose ConsumerReference is the pull point,
+GetMessages in order then none, DestroyPullPoint, and the retention bound dropping the oldest (audited)."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from lxml import etree
+
+from hiem import ns
+from tests.conftest import start_broker
+from tests.support import wsn
+
+BW = "http://docs.oasis-open.org/wsn/bw-2/"
+
+
+def _create(url: str) -> etree._Element:
+    action = BW + "CreatePullPoint/CreatePullPointRequest"
+    response = wsn.post(url, "/wsn/PullPoint", wsn.envelope("<wsnt:CreatePullPoint/>", action=action), action=action)
+    assert response.status_code == 200, response.text
+    answer = wsn.body_element(response)
+    wsn.assert_valid(answer)
+    return answer.find(f"{{{ns.WSNT}}}PullPoint")
+
+
+def _pull_point_header(epr: etree._Element) -> str:
+    parameter = epr.find(f"{{{ns.WSA}}}ReferenceParameters")[0]
+    return f"<hiem:PullPointId xmlns:hiem='{ns.HIEM}'>{parameter.text}</hiem:PullPointId>"
+
+
+def _get(url: str, epr: etree._Element, maximum: int | None = None):  # type: ignore[no-untyped-def]
+    action = BW + "PullPoint/GetMessagesRequest"
+    limit = f"<wsnt:MaximumNumber>{maximum}</wsnt:MaximumNumber>" if maximum is not None else ""
+    data = wsn.envelope(f"<wsnt:GetMessages>{limit}</wsnt:GetMessages>", action=action,
+                        headers=_pull_point_header(epr))
+    return wsn.post(url, "/wsn/PullPoint", data, action=action)
+
+
+def _counts(response) -> list[str]:  # type: ignore[no-untyped-def]
+    answer = wsn.body_element(response)
+    assert etree.QName(answer).localname == "GetMessagesResponse", response.text
+    wsn.assert_valid(answer)
+    return [m.findtext(".//{urn:g}Count") for m in answer.findall(f"{{{ns.WSNT}}}NotificationMessage")]
+
+
+def _subscribe(url: str, epr: etree._Element, topic: str) -> None:
+    params = etree.tostring(epr.find(f"{{{ns.WSA}}}ReferenceParameters")[0]).decode()
+    address = epr.findtext(f"{{{ns.WSA}}}Address")
+    response = wsn.call(url, "Subscribe", wsn.subscribe_body(address, topic=topic, refparams=params))
+    assert response.status_code == 200, response.text
+
+
+def _publish(url: str, topic: str, count: int) -> None:
+    assert wsn.call(url, "Notify", wsn.notify_body(
+        topic=topic, payload=f"<g:Count xmlns:g='urn:g'>{count}</g:Count>")).status_code == 202
+
+
+def _wait_stored(url: str, epr: etree._Element, expected: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        # peek without consuming: MaximumNumber 0 returns nothing but proves the pull point is there
+        assert _counts(_get(url, epr, 0)) == []
+        engine = sa.create_engine(_db(url))
+        with engine.connect() as connection:
+            stored = connection.execute(sa.text("SELECT count(*) FROM deliveries WHERE state = 'stored'")).scalar()
+        engine.dispose()
+        if stored == expected:
+            return
+    raise AssertionError(f"{expected} messages never stored")
+
+
+_DATABASES: dict[str, str] = {}
+
+
+def _db(url: str) -> str:
+    return _DATABASES[url]
+
+
+def test_pull_point_keeps_messages_in_order(module_broker):
+    url = module_broker.url
+    _DATABASES[url] = module_broker.env["HIEM_DATABASE_URL"]
+    topic = "nhin:GIPSE/Biosurveillance/LocalizedLesion"
+    epr = _create(url)
+    _subscribe(url, epr, topic)
+    for count in range(3):
+        _publish(url, topic, count)
+    _wait_stored(url, epr, 3)
+    assert _counts(_get(url, epr, 2)) == ["0", "1"]
+    assert _counts(_get(url, epr)) == ["2"]
+    assert _counts(_get(url, epr)) == []
+
+    action = BW + "PullPoint/DestroyPullPointRequest"
+    destroy = wsn.envelope("<wsnt:DestroyPullPoint/>", action=action, headers=_pull_point_header(epr))
+    assert wsn.post(url, "/wsn/PullPoint", destroy, action=action).status_code == 200
+    gone = _get(url, epr)
+    assert etree.QName(wsn.fault_detail(gone)).localname == "ResourceUnknownFault"
+
+
+def test_retention_bound_drops_the_oldest_with_an_audit_record(tmp_path):
+    running = start_broker("embedded", tmp_path, HIEM_PULL_MAX_MESSAGES="2")
+    try:
+        url = running.url
+        _DATABASES[url] = running.env["HIEM_DATABASE_URL"]
+        topic = "nhin:GIPSE/Biosurveillance/Botulinic"
+        epr = _create(url)
+        _subscribe(url, epr, topic)
+        for count in range(4):
+            _publish(url, topic, count)
+        _wait_stored(url, epr, 2)
+        assert _counts(_get(url, epr)) == ["2", "3"], "the two oldest were dropped"
+        engine = sa.create_engine(_db(url))
+        with engine.connect() as connection:
+            dropped = connection.execute(sa.text(
+                "SELECT count(*) FROM deliveries WHERE state = 'dropped'")).scalar()
+            audited = connection.execute(sa.text(
+                "SELECT count(*) FROM audit_records WHERE kind = 'notify-sent' AND outcome = 8")).scalar()
+        engine.dispose()
+        assert dropped == 2 and audited == 2
+    finally:
+        running.stop()
