@@ -54,6 +54,9 @@ HIEM_HOME_COMMUNITY_ID          urn:oid:2.16.840.1.113883.3.0    the broker's ho
 HIEM_DEV_DIR                    .hiem-dev                        where dev mode keeps its generated identity
 HIEM_PULL_MAX_MESSAGES          10000                            messages a pull point keeps (oldest dropped)
 HIEM_PULL_MAX_AGE               P7D                              how long a pull point keeps a message
+HIEM_ENDPOINT_CHECK             0                                1 = test Notify to the consumer before a
+                                                                 subscription becomes active
+HIEM_MIN_HEARTBEAT              10                               shortest heartbeat interval granted, seconds
 HIEM_DEV                        0                                1 = dev mode (same as ``serve --dev``)
 =============================== ================================ ==========================================
 
@@ -159,6 +162,8 @@ class Settings:
     public_url: str = ""
     topics_dir: str = "topics"
     default_lease: str = ""
+    endpoint_check: bool = False
+    min_heartbeat: float = 10.0
     pull_max_messages: int = 10_000
     pull_max_age: str = "P7D"
     max_lease: str = ""
@@ -283,6 +288,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         topics_dir=_read(env, "HIEM_TOPICS_DIR", str, "topics"),
         default_lease=_read(env, "HIEM_DEFAULT_LEASE", str, ""),
         pull_max_messages=max(1, _read(env, "HIEM_PULL_MAX_MESSAGES", int, 10_000)),
+        endpoint_check=_read(env, "HIEM_ENDPOINT_CHECK", _bool, False),
+        min_heartbeat=_read(env, "HIEM_MIN_HEARTBEAT", float, 10.0),
         pull_max_age=_read(env, "HIEM_PULL_MAX_AGE", str, "P7D"),
         max_lease=_read(env, "HIEM_MAX_LEASE", str, ""),
         worker_concurrency=max(1, _read(env, "HIEM_WORKER_CONCURRENCY", int, 8)),

@@ -12,7 +12,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from hiem.audit.trail import AuditTrail
 from hiem.bootstrap import load_topic_files, open_database, topic_files
 from hiem.config import Settings
-from hiem.security_setup import broker_identity, make_verifier
+from hiem.security_setup import BrokerSigner, broker_identity, make_verifier
 from hiem.store.replay import DatabaseReplayCache
 from hiem.web import HiemApp, WsgiApp
 from hiem.wsn.context import ServiceContext
@@ -29,7 +29,8 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
     database = open_database(settings)
     for result in load_topic_files(database, topic_files(settings)):
         log.info("topics %s: %d added, %d already loaded", result.namespace, result.added, result.existing)
-    ctx = ServiceContext(settings=settings, db=database, dispatcher=CeleryDispatcher(), audit=AuditTrail(settings))
+    ctx = ServiceContext(settings=settings, db=database, dispatcher=CeleryDispatcher(), audit=AuditTrail(settings),
+                         signer=BrokerSigner(settings, broker_identity(settings)))
     # -- ops console (hiem.ops): on the main port, or alone on --ops-port --
     from hiem.ops.serving import mount_console
 

@@ -15,13 +15,17 @@ from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from hiem.addressing import EndpointReference
 from hiem.audit import AuditKind
 from hiem.audit.codes import EventOutcomeIndicator
 from hiem.audit.trail import Caller
+from hiem.errors import DeliveryError
 from hiem.store import audit, pullpoints, subscriptions
 from hiem.store import deliveries as store
 from hiem.store.db import utcnow
+from hiem.wsn import probes
 from hiem.wsn.leases import parse_duration
+from hiem.wsn.outbound import AddressNotAllowed, resolve_checked
 from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -63,9 +67,28 @@ def sweep_once() -> tuple[int, int]:
                 outcome=EventOutcomeIndicator.SERIOUS_FAILURE, description=delivery.last_error))
     if dropped:
         log.warning("dropped %d messages from full or stale pull points", len(dropped))
+    with rt.db.session() as session:
+        heartbeats = [(s.id, s.manager_address, s.consumer_address, s.consumer_reference_parameters, s.dialect,
+                       s.soap_version) for s in subscriptions.heartbeats_due(session)]
+    for item in heartbeats:
+        rt.senders.submit(_send_heartbeat, *item)
     if fanouts or due:
         log.info("sweeper re-enqueued %d fan-outs and %d deliveries", len(fanouts), len(due))
     return len(fanouts), len(due)
+
+
+def _send_heartbeat(subscription_id: str, manager: str, address: str, parameters: bytes, dialect: str,
+                    soap_version: str) -> None:
+    rt = runtime()
+    try:
+        addresses = resolve_checked(address, rt.settings.delivery.allow_private_addresses)
+        request = probes.control_request(
+            topic_local="Heartbeat", subscription_id=subscription_id, manager_address=manager,
+            consumer=EndpointReference(address, parameters), dialect_uri=dialect, soap_version=soap_version,
+            signer=rt.signer, connect_to=addresses[0] if addresses else None)
+        probes.send_once(request, rt.settings.delivery)
+    except (DeliveryError, AddressNotAllowed) as exc:
+        log.info("heartbeat to subscription %s failed: %s", subscription_id, exc)
 
 
 class Sweeper(threading.Thread):

@@ -22,6 +22,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -102,6 +103,9 @@ class Subscription(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     termination_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: heartbeat Notify every this many seconds (hiem:Heartbeat extension), None = no heartbeats
+    heartbeat_seconds: Mapped[float | None] = mapped_column(Float)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: the pull point this subscription's notifications are kept in (instead of being pushed)
     pull_point_id: Mapped[str | None] = mapped_column(String(64), index=True)
     #: XPath 1.0 MessageContent filter (compiled at Subscribe to check it) and its namespace context

@@ -29,6 +29,7 @@ class NewSubscription:
     message_filter: str | None = None
     message_filter_namespaces: dict[str, str] | None = None
     pull_point_id: str | None = None
+    heartbeat_seconds: float | None = None
     subscriber: str | None = None
     organization: str | None = None
 
@@ -42,6 +43,7 @@ def create(session: Session, new: NewSubscription, topic_ids: Iterable[int]) -> 
         subscriber=new.subscriber, organization=new.organization, created_at=new.created_at,
         termination_time=new.termination_time, message_filter=new.message_filter,
         message_filter_namespaces=new.message_filter_namespaces or {}, pull_point_id=new.pull_point_id,
+        heartbeat_seconds=new.heartbeat_seconds, last_heartbeat_at=new.created_at if new.heartbeat_seconds else None,
     )
     session.add(row)
     session.flush()
@@ -100,6 +102,22 @@ def expire_due(session: Session, limit: int = 1000) -> list[Subscription]:
         Subscription.termination_time.is_not(None), Subscription.termination_time <= now).limit(limit)))
     for row in due:
         row.status, row.terminated_at = SubscriptionStatus.EXPIRED.value, now
+    return due
+
+
+def heartbeats_due(session: Session, limit: int = 500) -> list[Subscription]:
+    """Active subscriptions whose heartbeat is due; their last_heartbeat_at is moved to now (claimed)."""
+    from datetime import timedelta
+
+    now = utcnow()
+    rows = list(session.scalars(select(Subscription).where(
+        Subscription.status == SubscriptionStatus.ACTIVE.value, Subscription.heartbeat_seconds.is_not(None))
+        .limit(limit)))
+    due = [r for r in rows if (r.last_heartbeat_at is None or
+                               r.last_heartbeat_at.replace(tzinfo=now.tzinfo) + timedelta(seconds=r.heartbeat_seconds)
+                               <= now)]
+    for row in due:
+        row.last_heartbeat_at = now
     return due
 
 

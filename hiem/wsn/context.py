@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from hiem.audit.trail import AuditTrail, Caller
 from hiem.config import Settings
@@ -26,6 +26,8 @@ class ServiceContext:
     db: Database
     dispatcher: Dispatcher
     audit: AuditTrail
+    #: signs control messages the web process sends itself (endpoint checks); None = unsigned
+    signer: Any = None
 
     @property
     def leases(self) -> LeasePolicy:

@@ -8,13 +8,14 @@ from lxml import etree
 
 from hiem import ns
 from hiem.audit import AuditKind
+from hiem.errors import DeliveryError
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
 from hiem.store import audit, authorization, deliveries, pullpoints, subscriptions
 from hiem.store import topics as topic_store
 from hiem.store.db import utcnow
-from hiem.wsn import content_filter, faults, leases, messages, topics
+from hiem.wsn import content_filter, faults, leases, messages, probes, topics
 from hiem.wsn.context import ServiceContext
-from hiem.wsn.outbound import check_consumer_address
+from hiem.wsn.outbound import AddressNotAllowed, check_consumer_address, resolve_checked
 from hiem.wsn.pullpoint import pull_point_of
 from hiem.wstopics import TopicDialect, topic_set_element
 
@@ -33,10 +34,13 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     pull_point = pull_point_of(data.consumer, base)
     if pull_point is None:
         check_consumer_address(data.consumer.address, ctx.settings)
+    heartbeat = probes.heartbeat_interval(request.body, ctx.settings.min_heartbeat)
     now = utcnow()
     termination = leases.initial_termination(data.initial_termination_time, now, ctx.leases)
     subscription_id = str(uuid.uuid4())
     manager = f"{ctx.base_url(request.base_url)}/wsn/SubscriptionManager"
+    if ctx.settings.endpoint_check and pull_point is None:
+        _check_endpoint(ctx, data.consumer, subscription_id, manager, expression.dialect.value, request)
     organization = ctx.authorizing(request)
     with ctx.db.session() as session:
         if pull_point is not None and pullpoints.active(session, pull_point) is None:
@@ -59,12 +63,29 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
             created_at=now, termination_time=termination, subscriber=request.remote_addr,
             message_filter=data.message_content.text if data.message_content else None,
             message_filter_namespaces=content_namespaces, organization=organization, pull_point_id=pull_point,
+            heartbeat_seconds=heartbeat,
         ), topic_ids)
         audit.add(session, ctx.audit.subscription(
             AuditKind.SUBSCRIBE_ACCEPTED, ctx.caller(request), ctx.endpoint_url(request, "NotificationProducer"),
             subscription_id=subscription_id, topic=expression.text, message_id=request.addressing.message_id))
     reference = messages.subscription_reference(manager, subscription_id)
     return SoapReply(messages.ACTION_SUBSCRIBE_RESPONSE, messages.subscribe_response(reference, now, termination))
+
+
+def _check_endpoint(ctx: ServiceContext, consumer, subscription_id: str, manager: str, dialect: str,  # type: ignore[no-untyped-def]
+                    request: SoapRequest) -> None:
+    """HIEM_ENDPOINT_CHECK: a test Notify (topic hiem:EndpointCheck) must be accepted before the
+    subscription exists; otherwise SubscribeCreationFailedFault says why."""
+    try:
+        addresses = resolve_checked(consumer.address, ctx.settings.delivery.allow_private_addresses)
+        probe = probes.control_request(
+            topic_local="EndpointCheck", subscription_id=subscription_id, manager_address=manager, consumer=consumer,
+            dialect_uri=dialect, soap_version="1.1" if request.version is SoapVersion.SOAP11 else "1.2",
+            signer=ctx.signer, connect_to=addresses[0] if addresses else None)
+        probes.send_once(probe, ctx.settings.delivery)
+    except (DeliveryError, AddressNotAllowed) as exc:
+        raise faults.SubscribeCreationFailedFault(f"endpoint check failed: the consumer did not accept a test "
+                                                  f"Notify ({exc})") from None
 
 
 def _check_policies(policies: tuple[str, ...]) -> None:
