@@ -40,3 +40,37 @@ def test_zeep_subscribe_and_unsubscribe(module_broker, consumer):
         assert etree.QName(fault.detail[0]).localname == "ResourceUnknownFault"
     else:
         raise AssertionError("second Unsubscribe succeeded")
+
+
+def test_zeep_renew_and_get_current_message(module_broker, consumer):
+    """The WS-N operations beyond HIEM's minimum that the served WSDLs declare, called by zeep."""
+    base = module_broker.url
+    client = zeep.Client(f"{base}/wsn/NotificationProducer?wsdl", plugins=[WsAddressingPlugin()])
+    producer = client.bind("NotificationProducerService", "NotificationProducerSoap12Port")
+    topic = etree.Element(f"{{{ns.WSNT}}}TopicExpression", nsmap={"nhin": ns.NHIN}, Dialect=wsn.CONCRETE)
+    topic.text = "nhin:GIPSE/Biosurveillance/Respiratory"
+    response = producer.Subscribe(ConsumerReference={"Address": consumer.url}, Filter={"_value_1": [topic]},
+                                  InitialTerminationTime="PT1H")
+    subscription_id = copy.deepcopy(response.SubscriptionReference.ReferenceParameters._value_1[0])
+    subscription_id.set(f"{{{ns.WSA}}}IsReferenceParameter", "true")
+
+    manager_client = zeep.Client(f"{base}/wsn/SubscriptionManager?wsdl", plugins=[WsAddressingPlugin()])
+    manager = manager_client.create_service("{urn:hiem:broker:1}SubscriptionManagerSoap12Binding",
+                                            response.SubscriptionReference.Address._value_1)
+    renewed = manager.Renew(TerminationTime="PT2H", _soapheaders=[subscription_id])
+    assert renewed.TerminationTime > response.TerminationTime
+
+    wsn.call(base, "Notify", wsn.notify_body(topic="nhin:GIPSE/Biosurveillance/Respiratory",
+                                             payload="<g:Count xmlns:g='urn:g'>7</g:Count>"))
+    # zeep cannot put text into the mixed-content wsnt:Topic, so the Topic element is given as raw XML
+    current = client.create_message(producer, "GetCurrentMessage", Topic={"Dialect": wsn.CONCRETE})
+    topic_el = current.find(f".//{{{ns.WSNT}}}Topic")
+    topic_el.text = "nhin:GIPSE/Biosurveillance/Respiratory"
+    declared = etree.Element(topic_el.tag, nsmap={"nhin": ns.NHIN}, Dialect=wsn.CONCRETE)
+    declared.text = topic_el.text
+    topic_el.getparent().replace(topic_el, declared)
+    answer = client.transport.post_xml(f"{base}/wsn/NotificationProducer", current, {
+        "Content-Type": 'application/soap+xml; charset=utf-8; action="http://docs.oasis-open.org/wsn/bw-2/'
+                        'NotificationProducer/GetCurrentMessageRequest"'})
+    assert answer.status_code == 200, answer.text
+    assert b">7</g:Count>" in answer.content
