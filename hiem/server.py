@@ -29,6 +29,8 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
     database = open_database(settings)
     for result in load_topic_files(database, topic_files(settings)):
         log.info("topics %s: %d added, %d already loaded", result.namespace, result.added, result.existing)
+    # refuse to start without what production needs: trusted IdPs first, then the broker's signing key
+    verifier = make_verifier(settings, DatabaseReplayCache(database))
     ctx = ServiceContext(settings=settings, db=database, dispatcher=CeleryDispatcher(), audit=AuditTrail(settings),
                          signer=BrokerSigner(settings, broker_identity(settings)))
     # -- ops console (hiem.ops): on the main port, or alone on --ops-port --
@@ -37,8 +39,6 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
     console = mount_console(settings, database, host=host, port=port, ops_host=ops_host, ops_port=ops_port,
                             make_server=make_http_server)
     # -- end ops --
-    verifier = make_verifier(settings, DatabaseReplayCache(database))
-    broker_identity(settings)  # fail at start, not at the first delivery, when the signing key is missing
     web_app = HiemApp(ctx, broker_check=celery_app.broker_reachable, ops=console.on_main, verifier=verifier.verify)
     server = make_http_server(settings, app_=web_app, host=host, port=port, threads=threads)
     console.start()
