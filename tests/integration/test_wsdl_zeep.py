@@ -207,7 +207,7 @@ def test_zeep_loads_each_service_wsdl_with_both_soap_versions(
     client = client_for(endpoint)
     (service,) = client.wsdl.services.values()
     assert service.name == f"{endpoint}Service"
-    ports = {port.name: port for port in service.ports.values()}
+    ports = {port.name: port for port in service.ports.values() if not port.name.startswith("Pausable")}
     assert set(ports) == {f"{endpoint}Soap11Port", f"{endpoint}Soap12Port"}
     assert type(ports[f"{endpoint}Soap11Port"].binding).__name__ == "Soap11Binding"
     assert type(ports[f"{endpoint}Soap12Port"].binding).__name__ == "Soap12Binding"

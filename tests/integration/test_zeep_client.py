@@ -74,3 +74,21 @@ def test_zeep_renew_and_get_current_message(module_broker, consumer):
                         'NotificationProducer/GetCurrentMessageRequest"'})
     assert answer.status_code == 200, answer.text
     assert b">7</g:Count>" in answer.content
+
+
+def test_zeep_pause_and_resume(module_broker, consumer):
+    """PauseSubscription/ResumeSubscription through the PausableSubscriptionManager binding of the served WSDL."""
+    base = module_broker.url
+    response = wsn.call(base, "Subscribe", wsn.subscribe_body(consumer.url, topic="nhin:GIPSE/Biosurveillance/Fever"))
+    header = etree.fromstring(wsn.subscription_header(wsn.subscription_id(response)).replace(
+        "<nhin:SubscriptionId", f"<nhin:SubscriptionId xmlns:nhin='{ns.NHIN}' xmlns:wsa='{ns.WSA}'"))
+    client = zeep.Client(f"{base}/wsn/SubscriptionManager?wsdl", plugins=[WsAddressingPlugin()])
+    manager = client.bind("SubscriptionManagerService", "PausableSubscriptionManagerSoap12Port")
+    manager.PauseSubscription(_soapheaders=[header])
+    wsn.call(base, "Notify", wsn.notify_body(topic="nhin:GIPSE/Biosurveillance/Fever"))
+    import time
+
+    time.sleep(1.5)
+    assert consumer.received == []
+    manager.ResumeSubscription(_soapheaders=[header])
+    consumer.wait_for(1)
