@@ -1,12 +1,14 @@
 #!/bin/sh
 # Debian packages some tests drive for real: rsyslog (RFC 5425 audit receiver) and chromium (the ops
-# console's browser tests, driven by Playwright at /usr/bin/chromium; Playwright never downloads a browser).
+# console's browser tests, driven by Playwright at /usr/bin/chromium; Playwright never downloads a browser),
+# and wrk (the benchmarks' baseline load generator, `python -m bench`; without it that baseline is skipped).
 # Installs them when missing and we are root; otherwise says what to install.
 set -eu
 missing=""
 command -v rsyslogd >/dev/null 2>&1 || missing="$missing rsyslog"
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so ] || [ -n "$(ls /usr/lib/*/rsyslog/lmnsd_ossl.so 2>/dev/null)" ] || missing="$missing rsyslog-openssl"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 if [ -z "$missing" ]; then exit 0; fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian packages:$missing"

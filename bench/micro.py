@@ -1,0 +1,90 @@
+"""In-process measurements of single steps with hiem's own functions (CPU time of the measuring thread):
+the cost of signing a Notify.
+
+The broker signs every outgoing Notify (a fresh system SAML assertion signed with its key, then the
+envelope: hiem.security_setup.BrokerSigner). There is no switch to turn that off in a running broker, so
+its cost is measured here, per message, as build_delivery with and without the signer; and the inbound
+side (verifying a signed message, what the SOAP edge does outside dev mode) likewise.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from bench import load
+
+#: CPU time of this thread, not wall time: other jobs on a shared machine do not inflate it
+clock = time.thread_time
+
+
+def _per_call(fn: Callable[[], Any], repeats: int) -> float:
+    fn()
+    timings = []
+    for _ in range(repeats):
+        started = clock()
+        fn()
+        timings.append(clock() - started)
+    return round(1000 * statistics.median(timings), 3)
+
+
+def signing(tmp: Path, repeats: int = 40) -> dict[str, Any]:
+    try:
+        from hiem.config import load_settings
+        from hiem.security import MemoryReplayCache
+        from hiem.security_setup import BrokerSigner, broker_identity, make_verifier
+        from hiem.wsn.outgoing import build_delivery
+    except ImportError as exc:
+        return {"measured": False, "reason": f"hiem has no outbound signing ({exc})"}
+    settings = load_settings({"HIEM_DEV": "1", "HIEM_DEV_DIR": str(tmp / "dev-identity")})
+    signer = BrokerSigner(settings, broker_identity(settings))
+    claim = load.make_claim("http://127.0.0.1:9/notify")
+    unsigned = build_delivery(claim)
+    signed = build_delivery(claim, signer)
+    result: dict[str, Any] = {
+        "measured": True,
+        "build_unsigned_ms": _per_call(lambda: build_delivery(claim), repeats * 5),
+        "build_signed_ms": _per_call(lambda: build_delivery(claim, signer), repeats),
+        "unsigned_bytes": len(unsigned.body), "signed_bytes": len(signed.body),
+    }
+    result["signing_ms"] = round(result["build_signed_ms"] - result["build_unsigned_ms"], 3)
+    # of which: minting the broker's system assertion (a fresh one, signed, for every message)
+    import hiem.security_setup as setup
+
+    original, spent = setup.mint_assertion, []
+
+    def timed(**kwargs: Any) -> bytes:
+        started = clock()
+        try:
+            return original(**kwargs)
+        finally:
+            spent.append(clock() - started)
+
+    setup.mint_assertion = timed
+    try:
+        for _ in range(repeats):
+            build_delivery(claim, signer)
+    finally:
+        setup.mint_assertion = original
+    result["mint_assertion_ms"] = round(1000 * statistics.median(spent), 3) if spent else None
+    result["signed_per_core_per_second"] = round(1000 / result["build_signed_ms"], 1)
+    try:
+        verifier_for = lambda: make_verifier(settings, MemoryReplayCache())  # noqa: E731
+        bodies = [build_delivery(claim, signer).body for _ in range(repeats + 1)]
+        verifier_for().verify(etree.fromstring(bodies.pop()))
+        timings = []
+        for body in bodies:
+            verifier = verifier_for()
+            started = clock()
+            verifier.verify(etree.fromstring(body))
+            timings.append(clock() - started)
+        result["verify_inbound_ms"] = round(1000 * statistics.median(timings), 3)
+    except Exception as exc:  # the inbound API may differ; the outbound figure stands alone
+        result["verify_inbound_ms"] = None
+        result["verify_error"] = repr(exc)[:300]
+    return result

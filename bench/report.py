@@ -1,0 +1,244 @@
+"""Turning a results dict into targets, a markdown table and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+RSS_LIMIT_MB = 300.0
+RSS_FLAT_RATIO = 1.3
+
+
+def server_versions() -> dict[str, str | None]:
+    from bench import harness
+
+    found: dict[str, str | None] = {"postgresql": None, "redis": None}
+    try:
+        import psycopg
+
+        with psycopg.connect(harness.POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://"),
+                             connect_timeout=3) as conn:
+            found["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    except Exception:  # a missing server is reported elsewhere
+        pass
+    try:
+        import redis
+
+        found["redis"] = redis.Redis.from_url(harness.REDIS_URL, socket_connect_timeout=3).info("server")[
+            "redis_version"]
+    except Exception:
+        pass
+    return found
+
+
+def memory_summary(fanout: dict[str, Any]) -> dict[str, Any]:
+    """Peak RSS per process role at each N, whether it stays under the limit, and 100k/10k flatness."""
+    by_n = {n: {"peak_rss_mb": e.get("peak_rss_mb", {}), "peak_tree_rss_mb": e.get("peak_tree_rss_mb", {})}
+            for n, e in fanout.items() if isinstance(e, dict)}
+    found: dict[str, Any] = {"by_n": by_n}
+    if "10000" in by_n and "100000" in by_n:
+        small, large = by_n["10000"]["peak_rss_mb"], by_n["100000"]["peak_rss_mb"]
+        found["ratio_100k_to_10k"] = {role: round(large[role] / small[role], 3) for role in large
+                                      if small.get(role)}
+    if by_n:
+        largest = by_n[max(by_n, key=int)]["peak_rss_mb"]
+        found["max_process_rss_mb"] = max(largest.values()) if largest else None
+    return found
+
+
+def _target(name: str, value: float | None, target: str, met: bool | None) -> dict[str, Any]:
+    return {"name": name, "value": value, "target": target, "met": met}
+
+
+def targets(results: dict[str, Any], plan: Any) -> list[dict[str, Any]]:
+    found = []
+    for mode, by_n in results.get("fanout", {}).items():
+        for n, entry in by_n.items():
+            if isinstance(entry, dict) and "ratio_a" in entry:
+                value = entry["ratio_a"]
+                found.append(_target(f"fan-out {mode} N={int(n):,}: deliveries/s vs (a)", value, ">= 0.5",
+                                     value is not None and value >= 0.5 and entry.get("done", False)))
+    for mode, entry in results.get("subscribe", {}).items():
+        if isinstance(entry, dict) and "ratio_b" in entry:
+            value = entry["ratio_b"]
+            found.append(_target(f"Subscribe {mode} x32 clients vs (b)", value, ">= 0.5",
+                                 value is not None and value >= 0.5))
+    for database, entry in results.get("matching", {}).items():
+        if isinstance(entry, dict) and "ratio" in entry:
+            sizes = sorted(int(s) for s in entry.get("sizes", {}))
+            label = f"{sizes[-1]:,}/{sizes[0]:,}" if sizes else ""
+            found.append(_target(f"matching {database} {label} subscriptions, time ratio", entry["ratio"], "< 2",
+                                 entry["ratio"] is not None and entry["ratio"] < 2))
+    for mode, memory in results.get("memory", {}).items():
+        if not isinstance(memory, dict) or not memory.get("by_n"):
+            continue
+        found.append(_target(f"peak RSS {mode} (largest N, any process), MB", memory.get("max_process_rss_mb"),
+                             f"< {RSS_LIMIT_MB:.0f}", (memory.get("max_process_rss_mb") or 0) < RSS_LIMIT_MB))
+        if "ratio_100k_to_10k" in memory:
+            worst = max(memory["ratio_100k_to_10k"].values())
+            found.append(_target(f"peak RSS {mode} 100k/10k (worst process)", worst, f"< {RSS_FLAT_RATIO}",
+                                 worst < RSS_FLAT_RATIO))
+    return found
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.3g}"
+    elif isinstance(value, int):
+        text = f"{value:,}"
+    else:
+        text = str(value)
+    return f"{text}{unit}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results.get("meta", {})
+    machine = meta.get("machine", {})
+    lines = [f"# hiem benchmark {meta.get('date', '')} ({meta.get('plan', '')})", "",
+             f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('memory_gb', '?')} GB; "
+             f"Python {machine.get('python', '?')}; PostgreSQL {meta.get('servers', {}).get('postgresql')}, "
+             f"Redis {meta.get('servers', {}).get('redis')}; code {meta.get('code_sha256', '?')}; "
+             f"load average at start {machine.get('load_average_at_start')}; took {meta.get('duration_s')} s", "",
+             "| benchmark | mode | N | result | baseline | ratio | other CPU (cores) |",
+             "|---|---|---|---|---|---|---|"]
+    base = results.get("baselines", {})
+
+    def row(*cells: Any) -> None:
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+
+    def other(entry: dict[str, Any]) -> str:
+        cpu = entry.get("cpu") or {}
+        return _fmt(cpu.get("other_cores"))
+
+    a, a_wrk, b = (base.get(k, {}).get("per_second") for k in ("a_aiohttp", "a_wrk", "b_hello"))
+    if a:
+        row("(a) aiohttp POST loop -> consumer", "-", "-", f"{_fmt(a)} POST/s", "", "", other(base["a_aiohttp"]))
+    if a_wrk:
+        row("(a') wrk -> consumer", "-", "-", f"{_fmt(a_wrk)} POST/s", "", "", "-")
+    if b:
+        row(f"(b) hello WSGI, cheroot ({base['b_hello'].get('client')})", "-", "-", f"{_fmt(b)} req/s", "", "", "-")
+    for mode, entry in results.get("subscribe", {}).items():
+        if "per_second" in entry:
+            row("Subscribe, 32 clients", mode, "-", f"{_fmt(entry['per_second'])}/s (p99 {_fmt(entry['p99_ms'])} ms)",
+                "(b)", _fmt(entry.get("ratio_b")), other(entry))
+        else:
+            row("Subscribe, 32 clients", mode, "-", entry.get("skipped", "-"), "", "", "")
+    for mode, by_n in results.get("fanout", {}).items():
+        if "skipped" in by_n:
+            row("fan-out", mode, "-", by_n["skipped"], "", "", "")
+            continue
+        for n, entry in by_n.items():
+            done = "" if entry.get("done") else " (NOT DONE: timed out)"
+            row("fan-out: answer -> last delivery", mode, _fmt(int(n)),
+                f"{_fmt(entry['seconds'])} s, {_fmt(entry['deliveries_per_second'])}/s{done}", "(a) / (a')",
+                f"{_fmt(entry.get('ratio_a'))} / {_fmt(entry.get('ratio_a_wrk'))}", other(entry))
+    for mode, entry in results.get("fanout_default_limit", {}).items():
+        if isinstance(entry, dict) and "seconds" in entry:
+            done = "" if entry.get("done") else " (NOT DONE: timed out)"
+            row("fan-out, default HIEM_CONSUMER_CONCURRENCY=4", mode, _fmt(entry["n"]),
+                f"{_fmt(entry['seconds'])} s, {_fmt(entry['deliveries_per_second'])}/s{done}", "(a)",
+                _fmt(entry.get("ratio_a")), other(entry))
+    for mode, lat in results.get("publisher_latency", {}).items():
+        if "skipped" in lat:
+            continue
+        for n, entry in lat.items():
+            if isinstance(entry, dict):
+                row("Notify answer p50 / p99", mode, _fmt(int(n)) + " matching",
+                    f"{_fmt(entry['p50_ms'])} / {_fmt(entry['p99_ms'])} ms", "", "", other(entry))
+        row("Notify answer p99, many / 10 matching", mode, "", "", "", _fmt(lat.get("p99_ratio")), "")
+    for database, entry in results.get("matching", {}).items():
+        if not isinstance(entry, dict) or "sizes" not in entry:
+            continue
+        for n, size in entry["sizes"].items():
+            extra = ""
+            if "no_parallel_query" in size:
+                extra = f" (parallel query off: {_fmt(size['no_parallel_query']['median_ms'])} ms)"
+            row(f"matching: fan_out INSERT..SELECT, {entry['probe_matches']} matches", database, _fmt(int(n)),
+                f"{_fmt(size['median_ms'])} ms{extra}", "", "", "-")
+        ratio_text = _fmt(entry.get("ratio"))
+        if entry.get("ratio_no_parallel_query") is not None:
+            ratio_text += f" (parallel query off: {_fmt(entry['ratio_no_parallel_query'])})"
+        row("matching: largest / smallest", database, "", "", "", ratio_text, "")
+    for mode, memory in results.get("memory", {}).items():
+        for n, by in memory.get("by_n", {}).items():
+            peaks = ", ".join(f"{role} {_fmt(mb)}" for role, mb in by["peak_rss_mb"].items())
+            row("peak RSS during fan-out (MB, largest process)", mode, _fmt(int(n)), peaks, "", "", "")
+    for mode, opts in results.get("options", {}).items():
+        if not isinstance(opts, dict) or "baseline" not in opts:
+            continue
+        base_opt = opts["baseline"]
+        shape = f"{base_opt['notifications']}x{base_opt['n']}"
+        row("M Notifies x N subscribers (defaults)", mode, shape, f"{_fmt(base_opt['seconds'])} s", "", "1",
+            other(base_opt))
+        for key, label in (("ordered", "HIEM_ORDERED_DELIVERY=1"), ("audit_shipping", "audit shipping on (UDP)")):
+            entry = opts.get(key, {})
+            if "seconds" in entry:
+                done = "" if entry.get("done") else " (NOT DONE)"
+                row(label, mode, shape, f"{_fmt(entry['seconds'])} s{done}", "defaults", _fmt(entry.get("cost_ratio")),
+                    other(entry))
+    signing = results.get("signing") or {}
+    if signing.get("measured"):
+        row("signing one Notify (CPU ms, in-process)", "-", "-",
+            f"build {_fmt(signing['build_unsigned_ms'])} ms unsigned, {_fmt(signing['build_signed_ms'])} ms signed "
+            f"(of which minting the assertion {_fmt(signing.get('mint_assertion_ms'))} ms); "
+            f"{_fmt(signing['unsigned_bytes'])} -> {_fmt(signing['signed_bytes'])} bytes; verifying one inbound "
+            f"{_fmt(signing.get('verify_inbound_ms'))} ms", "unsigned",
+            _fmt(round(signing["build_signed_ms"] / signing["build_unsigned_ms"], 1)), "-")
+    elif signing:
+        row("signing", "-", "-", "not measured: " + signing.get("reason", ""), "", "", "")
+    lines += ["", "| target | value | wanted | met |", "|---|---|---|---|"]
+    for target in results.get("targets", []):
+        met = {True: "yes", False: "**no**", None: "-"}[target["met"]]
+        lines.append(f"| {target['name']} | {_fmt(target['value'])} | {target['target']} | {met} |")
+    if results.get("errors"):
+        lines += ["", "Errors: " + ", ".join(results["errors"])]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> Path | None:
+    """Fan-out time and peak RSS against N, per mode."""
+    series = {mode: by_n for mode, by_n in results.get("fanout", {}).items()
+              if isinstance(by_n, dict) and "skipped" not in by_n and by_n}
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    a = results.get("baselines", {}).get("a_aiohttp", {}).get("per_second")
+    for index, (mode, by_n) in enumerate(series.items()):
+        color = f"C{index}"
+        ns = sorted(int(n) for n in by_n)
+        # a run that hit its time limit is drawn at the time its measured rate projects, hollow
+        seconds = [by_n[str(n)]["seconds"] if by_n[str(n)].get("done") else
+                   n / max(by_n[str(n)].get("deliveries_per_second") or 1e-9, 1e-9) for n in ns]
+        left.plot(ns, seconds, color=color, label=f"hiem {mode}")
+        for n, value in zip(ns, seconds, strict=True):
+            done = by_n[str(n)].get("done")
+            left.plot([n], [value], marker="o", color=color, markerfacecolor=color if done else "white")
+        for role_index, role in enumerate(sorted({r for n in ns for r in by_n[str(n)].get("peak_rss_mb", {})})):
+            right.plot(ns, [by_n[str(n)]["peak_rss_mb"].get(role) for n in ns], marker="os^v"[role_index % 4],
+                       color=color, label=f"{mode}: {role}")
+    if a:
+        ns = sorted({int(n) for by_n in series.values() for n in by_n})
+        left.plot(ns, [n / a for n in ns], linestyle="--", color="grey", label="(a) aiohttp loop, same consumer")
+        left.plot(ns, [n / (0.5 * a) for n in ns], linestyle=":", color="grey", label="target: 0.5 x (a)")
+    left.set(xscale="log", yscale="log", xlabel="subscribers N", ylabel="seconds, answer -> last delivery",
+             title="Fan-out time (hollow: timed out, projected from its rate)")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    right.axhline(RSS_LIMIT_MB, color="red", linestyle=":", label=f"{RSS_LIMIT_MB:.0f} MB limit")
+    right.set(xscale="log", xlabel="subscribers N", ylabel="peak RSS, MB (largest process of the role)",
+              title="Memory during the fan-out")
+    right.set_ylim(bottom=0)
+    right.grid(True, which="both", alpha=0.3)
+    right.legend(fontsize=7)
+    fig.suptitle(f"hiem fan-out, {results.get('meta', {}).get('date', '')}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
