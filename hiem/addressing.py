@@ -13,7 +13,7 @@ Two jobs, both at the protocol edge:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lxml import etree
@@ -23,7 +23,6 @@ from hiem import ns, xmlsafe
 _ADDRESS = ns.qname(ns.WSA, "Address")
 _REFPARAMS = ns.qname(ns.WSA, "ReferenceParameters")
 _IS_REFPARAM = ns.qname(ns.WSA, "IsReferenceParameter")
-ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
 FAULT_ACTION = "http://www.w3.org/2005/08/addressing/soap/fault"
 
 
@@ -88,14 +87,6 @@ def epr_element(tag: str, epr: EndpointReference, nsmap: dict[str | None, str] |
     if epr.metadata:
         element.append(xmlsafe.parse(epr.metadata))
     return element
-
-
-def reference_parameters_bytes(parameters: Iterable[etree._Element]) -> bytes:
-    """Serialize elements as one ``wsa:ReferenceParameters`` block (the form EndpointReference keeps)."""
-    holder = etree.Element(_REFPARAMS, nsmap={"wsa": ns.WSA})
-    for parameter in parameters:
-        holder.append(parameter)
-    return _serialize(holder)
 
 
 @dataclass(frozen=True)

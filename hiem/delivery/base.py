@@ -1,16 +1,15 @@
 """The delivery seam: one method, ``deliver(request) -> outcome``, shaped like httpx's BaseTransport.
 
 Channels translate their library's exceptions into the :class:`hiem.errors.DeliveryError` tree (raised
-``from`` the original) and declare which errors are worth retrying, so the worker's retry policy is data,
-not a pile of except clauses.
+``from`` the original). Whether an error is worth retrying is a property of its class
+(``DeliveryError.retryable``), so the worker's retry policy is data, not a pile of except clauses, and
+every channel shares it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol
-
-from hiem.errors import DeliveryError
 
 
 @dataclass(frozen=True)
@@ -33,9 +32,6 @@ class DeliveryOutcome:
 
 
 class DeliveryChannel(Protocol):
-    #: errors for which another attempt later may succeed
-    retryable_errors: tuple[type[DeliveryError], ...]
-
     def deliver(self, request: DeliveryRequest) -> DeliveryOutcome: ...
 
     def close(self) -> None: ...

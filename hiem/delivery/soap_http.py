@@ -21,7 +21,6 @@ from hiem.errors import (
     ConsumerRejected,
     ConsumerUnavailable,
     ConsumerUnreachable,
-    DeliveryError,
     DeliveryTimeout,
 )
 
@@ -29,8 +28,6 @@ _RETRYABLE_STATUS = {408, 429}
 
 
 class SoapHttpChannel:
-    retryable_errors: tuple[type[DeliveryError], ...] = (DeliveryTimeout, ConsumerUnreachable, ConsumerUnavailable)
-
     def __init__(self, settings: DeliverySettings, *, max_connections: int = 100) -> None:
         from hiem.tls import delivery_context
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -81,7 +81,6 @@ class SoapRequest:
     path_id: str | None = None
     remote_addr: str | None = None
     base_url: str = ""
-    environ_extra: dict[str, str] = field(default_factory=dict)
     #: what the security check established (a hiem.security.SecurityResult), None before it ran
     security: Any = None
 

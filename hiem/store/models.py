@@ -105,7 +105,7 @@ class Subscription(Base):
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: heartbeat Notify every this many seconds (hiem:Heartbeat extension), None = no heartbeats
     heartbeat_seconds: Mapped[float | None] = mapped_column(Float)
-    last_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     #: the pull point this subscription's notifications are kept in (instead of being pushed)
     pull_point_id: Mapped[str | None] = mapped_column(String(64), index=True)
     #: XPath 1.0 MessageContent filter (compiled at Subscribe to check it) and its namespace context

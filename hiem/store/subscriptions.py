@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -43,7 +43,8 @@ def create(session: Session, new: NewSubscription, topic_ids: Iterable[int]) -> 
         subscriber=new.subscriber, organization=new.organization, created_at=new.created_at,
         termination_time=new.termination_time, message_filter=new.message_filter,
         message_filter_namespaces=new.message_filter_namespaces or {}, pull_point_id=new.pull_point_id,
-        heartbeat_seconds=new.heartbeat_seconds, last_heartbeat_at=new.created_at if new.heartbeat_seconds else None,
+        heartbeat_seconds=new.heartbeat_seconds,
+        next_heartbeat_at=new.created_at + timedelta(seconds=new.heartbeat_seconds) if new.heartbeat_seconds else None,
     )
     session.add(row)
     session.flush()
@@ -106,18 +107,13 @@ def expire_due(session: Session, limit: int = 1000) -> list[Subscription]:
 
 
 def heartbeats_due(session: Session, limit: int = 500) -> list[Subscription]:
-    """Active subscriptions whose heartbeat is due; their last_heartbeat_at is moved to now (claimed)."""
-    from datetime import timedelta
-
+    """Active subscriptions whose heartbeat is due (an indexed lookup), each moved to its next slot."""
     now = utcnow()
-    rows = list(session.scalars(select(Subscription).where(
-        Subscription.status == SubscriptionStatus.ACTIVE.value, Subscription.heartbeat_seconds.is_not(None))
-        .limit(limit)))
-    due = [r for r in rows if (r.last_heartbeat_at is None or
-                               r.last_heartbeat_at.replace(tzinfo=now.tzinfo) + timedelta(seconds=r.heartbeat_seconds)
-                               <= now)]
+    due = list(session.scalars(select(Subscription).where(
+        Subscription.status == SubscriptionStatus.ACTIVE.value, Subscription.next_heartbeat_at <= now)
+        .order_by(Subscription.next_heartbeat_at).limit(limit)))
     for row in due:
-        row.last_heartbeat_at = now
+        row.next_heartbeat_at = now + timedelta(seconds=row.heartbeat_seconds or 0)
     return due
 
 

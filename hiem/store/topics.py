@@ -73,11 +73,6 @@ def paths_of(session: Session, ids: Iterable[int]) -> list[TopicPath]:
     return [TopicPath(uri, tuple(path.split("/"))) for uri, path in rows]
 
 
-def topic_ids(session: Session, topics: Iterable[TopicPath]) -> list[int]:
-    known = all_topics(session)
-    return [known[t] for t in topics if t in known]
-
-
 def namespace_documents(session: Session) -> list[TopicNamespace]:
     """The loaded trees as TopicNamespace values (for the wstop:TopicSet resource property)."""
     from hiem.wstopics import TopicNode

@@ -59,13 +59,6 @@ def _payload(message_xml: bytes) -> etree._Element | None:
     return copy.deepcopy(payload) if payload is not None else None
 
 
-def evaluate_here(expression: str, namespaces: dict[str, str], message_xml: bytes) -> bool:
-    payload = _payload(message_xml)
-    if payload is None:
-        return False
-    return bool(etree.XPath(expression, namespaces=namespaces)(payload))
-
-
 def _sandbox_main(conn: Connection) -> None:  # runs in the sandbox process
     compiled: dict[tuple[str, tuple[tuple[str, str], ...]], etree.XPath] = {}
     conn.send("ready")  # start-up (a fresh interpreter) must not count against an evaluation's time limit

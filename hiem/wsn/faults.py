@@ -59,8 +59,14 @@ class WsnFault(HiemError):
     #: set on refusals that are security events (authorization), audited as ATNA Security Alerts
     security_alert: bool = False
 
-    def __init__(self, reason: str | None = None) -> None:
+    def __init__(self, reason: str | None = None, *, code: SoapCode | None = None,
+                 security_alert: bool = False) -> None:
+        """``code`` overrides the fault type's usual blame (SubscribeCreationFailedFault is a Receiver fault
+        unless the client's own request caused it); ``security_alert`` marks a refusal for the audit trail."""
         self.reason = reason or self.default_reason
+        if code is not None:
+            self.code = code
+        self.security_alert = security_alert
         super().__init__(self.reason)
 
     @property

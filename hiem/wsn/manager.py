@@ -45,10 +45,9 @@ def check_owner(ctx: ServiceContext, request: SoapRequest, target: str) -> None:
         row = subscriptions.get(session, target)
         owner = row.organization if row is not None else None
     if row is not None and owner != organization:
-        fault = faults.UnableToDestroySubscriptionFault(
-            f"organization {organization!r} did not create subscription {target!r}")
-        fault.code, fault.security_alert = faults.SoapCode.SENDER, True
-        raise fault
+        raise faults.UnableToDestroySubscriptionFault(
+            f"organization {organization!r} did not create subscription {target!r}",
+            code=faults.SoapCode.SENDER, security_alert=True)
 
 
 def unsubscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:

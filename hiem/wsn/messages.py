@@ -97,15 +97,17 @@ def decode_subscribe(body: etree._Element) -> SubscribeRequest:
     consumer_el = body.find(_q("ConsumerReference"))
     if consumer_el is None:
         raise faults.SubscribeCreationFailedFault(
-            "Subscribe must carry a wsnt:ConsumerReference (WS-BaseNotification 1.3 §4.2, HIEM v2.0 §3.1.2)")
+            "Subscribe must carry a wsnt:ConsumerReference (WS-BaseNotification 1.3 §4.2, HIEM v2.0 §3.1.2)",
+            code=faults.SoapCode.SENDER)
     try:
         consumer = addressing.parse_epr(consumer_el)
     except EprError as exc:
-        raise faults.SubscribeCreationFailedFault(f"invalid ConsumerReference: {exc}") from exc
+        raise faults.SubscribeCreationFailedFault(f"invalid ConsumerReference: {exc}",
+                                                  code=faults.SoapCode.SENDER) from exc
     filter_el = body.find(_q("Filter"))
     if filter_el is None:
         raise faults.SubscribeCreationFailedFault(
-            "HIEM v2.0 §3.1.2 requires wsnt:Filter/wsnt:TopicExpression in Subscribe")
+            "HIEM v2.0 §3.1.2 requires wsnt:Filter/wsnt:TopicExpression in Subscribe", code=faults.SoapCode.SENDER)
     children = [c for c in filter_el if isinstance(c.tag, str)]
     unknown = [c.tag for c in children if c.tag not in _KNOWN_FILTERS]
     if unknown:
@@ -120,7 +122,7 @@ def decode_subscribe(body: etree._Element) -> SubscribeRequest:
     topics = [c for c in children if c.tag == _q("TopicExpression")]
     if not topics:
         raise faults.SubscribeCreationFailedFault(
-            "HIEM v2.0 §3.1.2 requires wsnt:Filter/wsnt:TopicExpression in Subscribe")
+            "HIEM v2.0 §3.1.2 requires wsnt:Filter/wsnt:TopicExpression in Subscribe", code=faults.SoapCode.SENDER)
     if len(topics) > 1:
         raise faults.MultipleTopicsSpecifiedFault(
             "one TopicExpression per Subscribe; use the Full dialect's '|' to name several topics")

@@ -60,6 +60,5 @@ def check_consumer_address(address: str, settings: Settings) -> None:
         if not settings.delivery.allow_private_addresses:
             resolve_checked(address, allow_private=False)
     except AddressNotAllowed as exc:
-        fault = faults.SubscribeCreationFailedFault(f"consumer address refused: {exc}")
-        fault.code = faults.SoapCode.SENDER
-        raise fault from None
+        raise faults.SubscribeCreationFailedFault(f"consumer address refused: {exc}",
+                                                  code=faults.SoapCode.SENDER) from None

@@ -69,7 +69,9 @@ def heartbeat_interval(body: etree._Element, minimum: float) -> float | None:
     try:
         seconds = parse_duration((element.get("interval") or "").strip()).total_seconds()
     except ValueError:
-        raise faults.SubscribeCreationFailedFault("hiem:Heartbeat needs an xs:duration interval") from None
+        raise faults.SubscribeCreationFailedFault("hiem:Heartbeat needs an xs:duration interval",
+                                                  code=faults.SoapCode.SENDER) from None
     if seconds < minimum:
-        raise faults.SubscribeCreationFailedFault(f"hiem:Heartbeat interval must be at least {minimum:g} seconds")
+        raise faults.SubscribeCreationFailedFault(f"hiem:Heartbeat interval must be at least {minimum:g} seconds",
+                                                  code=faults.SoapCode.SENDER)
     return seconds

@@ -44,16 +44,14 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     organization = ctx.authorizing(request)
     with ctx.db.session() as session:
         if pull_point is not None and pullpoints.active(session, pull_point) is None:
-            fault = faults.SubscribeCreationFailedFault(f"pull point {pull_point!r} does not exist or was destroyed")
-            fault.code = faults.SoapCode.SENDER
-            raise fault
+            raise faults.SubscribeCreationFailedFault(f"pull point {pull_point!r} does not exist or was destroyed",
+                                                      code=faults.SoapCode.SENDER)
         topic_ids = topics.covered_topic_ids(session, expression)
         if organization is not None and not authorization.allowed(
                 session, organization, "subscribe", topic_store.paths_of(session, topic_ids)):
-            fault = faults.SubscribeCreationFailedFault(
-                f"organization {organization!r} is not authorized to subscribe to {expression.text}")
-            fault.code, fault.security_alert = faults.SoapCode.SENDER, True
-            raise fault
+            raise faults.SubscribeCreationFailedFault(
+                f"organization {organization!r} is not authorized to subscribe to {expression.text}",
+                code=faults.SoapCode.SENDER, security_alert=True)
         subscriptions.create(session, subscriptions.NewSubscription(
             id=subscription_id, consumer_address=data.consumer.address,
             consumer_reference_parameters=data.consumer.reference_parameters, manager_address=manager,
@@ -85,7 +83,7 @@ def _check_endpoint(ctx: ServiceContext, consumer, subscription_id: str, manager
         probes.send_once(probe, ctx.settings.delivery)
     except (DeliveryError, AddressNotAllowed) as exc:
         raise faults.SubscribeCreationFailedFault(f"endpoint check failed: the consumer did not accept a test "
-                                                  f"Notify ({exc})") from None
+                                                  f"Notify ({exc})", code=faults.SoapCode.SENDER) from None
 
 
 def _check_policies(policies: tuple[str, ...]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from hiem.audit import AuditKind
+from hiem.audit import AuditEvent, AuditKind
 from hiem.audit.codes import EventOutcomeIndicator
 from hiem.soap import SoapFault, SoapRequest
 from hiem.store import audit
@@ -50,7 +50,7 @@ def audit_refusal(ctx: ServiceContext, request: SoapRequest | None, fault: WsnFa
     _store(ctx, events)
 
 
-def _store(ctx: ServiceContext, events: list) -> None:  # type: ignore[type-arg]
+def _store(ctx: ServiceContext, events: list[AuditEvent]) -> None:
     try:
         with ctx.db.session() as session:
             for item in events:

@@ -56,37 +56,33 @@ def _publish(url: str, topic: str, count: int) -> None:
         topic=topic, payload=f"<g:Count xmlns:g='urn:g'>{count}</g:Count>")).status_code == 202
 
 
-def _wait_stored(url: str, epr: etree._Element, expected: int) -> None:
+def _scalar(database_url: str, sql: str) -> int:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(sa.text(sql)).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def _wait_stored(database_url: str, expected: int) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        time.sleep(0.5)
-        # peek without consuming: MaximumNumber 0 returns nothing but proves the pull point is there
-        assert _counts(_get(url, epr, 0)) == []
-        engine = sa.create_engine(_db(url))
-        with engine.connect() as connection:
-            stored = connection.execute(sa.text("SELECT count(*) FROM deliveries WHERE state = 'stored'")).scalar()
-        engine.dispose()
-        if stored == expected:
+        if _scalar(database_url, "SELECT count(*) FROM deliveries WHERE state = 'stored'") == expected:
             return
+        time.sleep(0.3)
     raise AssertionError(f"{expected} messages never stored")
-
-
-_DATABASES: dict[str, str] = {}
-
-
-def _db(url: str) -> str:
-    return _DATABASES[url]
 
 
 def test_pull_point_keeps_messages_in_order(module_broker):
     url = module_broker.url
-    _DATABASES[url] = module_broker.env["HIEM_DATABASE_URL"]
     topic = "nhin:GIPSE/Biosurveillance/LocalizedLesion"
     epr = _create(url)
     _subscribe(url, epr, topic)
     for count in range(3):
         _publish(url, topic, count)
-    _wait_stored(url, epr, 3)
+    _wait_stored(module_broker.env["HIEM_DATABASE_URL"], 3)
+    assert _counts(_get(url, epr, 0)) == [], "MaximumNumber 0 takes nothing"
     assert _counts(_get(url, epr, 2)) == ["0", "1"]
     assert _counts(_get(url, epr)) == ["2"]
     assert _counts(_get(url, epr)) == []
@@ -101,22 +97,15 @@ def test_pull_point_keeps_messages_in_order(module_broker):
 def test_retention_bound_drops_the_oldest_with_an_audit_record(tmp_path):
     running = start_broker("embedded", tmp_path, HIEM_PULL_MAX_MESSAGES="2")
     try:
-        url = running.url
-        _DATABASES[url] = running.env["HIEM_DATABASE_URL"]
+        url, database = running.url, running.env["HIEM_DATABASE_URL"]
         topic = "nhin:GIPSE/Biosurveillance/Botulinic"
         epr = _create(url)
         _subscribe(url, epr, topic)
         for count in range(4):
             _publish(url, topic, count)
-        _wait_stored(url, epr, 2)
+        _wait_stored(database, 2)
         assert _counts(_get(url, epr)) == ["2", "3"], "the two oldest were dropped"
-        engine = sa.create_engine(_db(url))
-        with engine.connect() as connection:
-            dropped = connection.execute(sa.text(
-                "SELECT count(*) FROM deliveries WHERE state = 'dropped'")).scalar()
-            audited = connection.execute(sa.text(
-                "SELECT count(*) FROM audit_records WHERE kind = 'notify-sent' AND outcome = 8")).scalar()
-        engine.dispose()
-        assert dropped == 2 and audited == 2
+        assert _scalar(database, "SELECT count(*) FROM deliveries WHERE state = 'dropped'") == 2
+        assert _scalar(database, "SELECT count(*) FROM audit_records WHERE kind = 'notify-sent' AND outcome = 8") == 2
     finally:
         running.stop()
