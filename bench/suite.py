@@ -32,12 +32,11 @@ from tests.support import wsn
 
 
 def _sender_threads() -> int:
-    """Threads one hiem process uses to POST to consumers (workers.runtime.SENDER_THREADS; before that
-    existed, the threads of one hiem.deliver task, 16)."""
+    """Threads one hiem process uses to POST to consumers (workers.sending.SENDER_THREADS)."""
     try:
-        from workers import runtime
+        from workers import sending
 
-        return int(getattr(runtime, "SENDER_THREADS", 16))
+        return int(sending.SENDER_THREADS)
     except Exception:  # an import problem shows up in the benchmarks themselves
         return 16
 

@@ -55,6 +55,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
         return 0
     web = threading.Thread(target=server.safe_start, name="hiem-http", daemon=True)
     web.start()
+    from workers import runtime as worker_runtime
     from workers.audit_shipper import AuditShipper
     from workers.sweeper import Sweeper
 
@@ -70,6 +71,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
         worker.start()
     finally:
         sweeper.stop()
+        worker_runtime.shutdown()
         shipper.stop()
         server.stop()
         console.stop()

@@ -14,7 +14,7 @@ that a lost message left behind. Tasks are idempotent (conditional claims), so d
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from hiem.config import Settings
 from workers import runtime
@@ -56,6 +56,11 @@ configure(runtime.current_settings())
 @worker_process_init.connect
 def _reset_child(**_: object) -> None:
     runtime.reset_after_fork()
+
+
+@worker_process_shutdown.connect
+def _finish_child(**_: object) -> None:
+    runtime.shutdown()
 
 
 def broker_reachable(timeout: float = 2.0) -> bool:

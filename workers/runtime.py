@@ -12,12 +12,16 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hiem.audit.trail import AuditTrail
 from hiem.config import Settings, load_settings
 from hiem.delivery import DeliveryChannel, make_channel
 from hiem.security_setup import BrokerSigner, broker_identity
 from hiem.store.db import Database
+
+if TYPE_CHECKING:
+    from workers.sending import OriginQueues, OutcomeRecorder
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +37,28 @@ class Runtime:
 
     _signer: BrokerSigner | None = None
     _senders: BoundedSenders | None = None
+    _queues: OriginQueues | None = None
+    _recorder: OutcomeRecorder | None = None
+
+    @property
+    def queues(self) -> OriginQueues:
+        """This process's delivery pipeline (per-consumer queues, sender threads, outcome recorder)."""
+        from workers.attempts import send
+        from workers.sending import OriginQueues, OutcomeRecorder
+        from workers.tasks import record_and_follow
+
+        with self._lock:
+            if self._queues is None:
+                self._recorder = OutcomeRecorder(lambda batch: record_and_follow(self, batch))
+                self._recorder.start()
+                self._queues = OriginQueues(self, send, self._recorder)
+            return self._queues
 
     @property
     def senders(self) -> BoundedSenders:
         with self._lock:
             if self._senders is None:
-                self._senders = BoundedSenders(SENDER_THREADS, SENDER_BACKLOG)
+                self._senders = BoundedSenders(CONTROL_THREADS, CONTROL_BACKLOG)
             return self._senders
 
     @property
@@ -63,15 +83,20 @@ class Runtime:
             return self._channels[name]
 
     def close(self) -> None:
+        """Finish what was handed over (sends in progress, outcomes not yet written), then let go."""
+        if self._queues is not None:
+            self._queues.shutdown()
+        if self._recorder is not None:
+            self._recorder.stop()
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
         self.db.dispose()
 
 
-#: threads per process that POST to consumers, and how many deliveries may wait for one of them
-SENDER_THREADS = 32
-SENDER_BACKLOG = 256
+#: threads per process for control messages (heartbeats), and how many may wait for one of them
+CONTROL_THREADS = 8
+CONTROL_BACKLOG = 256
 
 
 class BoundedSenders:
@@ -121,6 +146,15 @@ def runtime() -> Runtime:
             _runtime = Runtime(settings=settings, db=Database(settings.database_url, settings.db_pool),
                                audit=AuditTrail(settings))
         return _runtime
+
+
+def shutdown() -> None:
+    """Finish this process's sends and write their outcomes (a graceful stop re-sends nothing)."""
+    global _runtime
+    with _guard:
+        current, _runtime = _runtime, None
+    if current is not None:
+        current.close()
 
 
 def reset_after_fork() -> None:

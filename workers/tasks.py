@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from datetime import timedelta
 
-from hiem.audit.codes import EventOutcomeIndicator
-from hiem.delivery import channel_name_for
-from hiem.errors import DeliveryError, DeliveryRefused
-from hiem.store import audit, breaker
+from hiem.store import breaker
 from hiem.store import deliveries as store
 from hiem.store.db import utcnow
-from hiem.wsn.outbound import AddressNotAllowed, resolve_checked
-from hiem.wsn.outgoing import build_delivery, delivery_message_id
 from workers.app import app
+from workers.attempts import Attempted, record, send
 from workers.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
 
-#: deliveries per hiem.deliver task; they are sent concurrently inside the task
-DELIVER_CHUNK = 20
-#: how long a delivery to a consumer already at its concurrency limit waits before trying again
-BUSY_RETRY_SECONDS = 1.0
+#: deliveries per hiem.deliver task: claimed in one transaction, then sent concurrently
+DELIVER_CHUNK = 50
 
 
 @app.task(name="hiem.fanout")
@@ -58,106 +50,92 @@ def send_deliveries(ids: list[int]) -> None:
 def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
     """Send a batch concurrently, or one after the other (a resumed subscription's backlog, in order)."""
     if sequential:
-        rt = runtime()
-        subscription = None
-        for delivery_id in delivery_ids:
-            with rt.db.session() as session:
-                store.unhold(session, delivery_id)
-                subscription = subscription or store.subscription_of(session, delivery_id)
-            deliver_one(delivery_id)
-        if subscription is not None:  # what arrived during the drain waited behind it: send it in order too
-            with rt.db.session() as session:
-                following = store.pending_for(session, subscription)
-            for delivery_id in following:
-                deliver_one(delivery_id)
+        _deliver_in_order(delivery_ids)
         return
-    # Hand the batch to this process's sender threads and return: the task must not wait for the slowest
-    # consumer in it, or a consumer that hangs would hold a worker slot per notification and starve every
-    # other consumer. Nothing is lost if this process dies: each delivery's lease expires and the sweeper
-    # sends it again.
-    senders = runtime().senders
-    for delivery_id in delivery_ids:
-        senders.submit(deliver_one, delivery_id)
-
-
-def deliver_one(delivery_id: int) -> str | None:
-    """One attempt for one delivery; returns the resulting state (None when there was nothing to do).
-
-    Before sending: the circuit breaker (a parked consumer's deliveries wait without spending attempts)
-    and the per-consumer concurrency limit (a busy consumer's delivery is put back for a second instead
-    of holding a worker thread, so one slow consumer cannot starve the others).
-    """
+    # Claim the batch in one transaction, hand the claims to this process's per-consumer queues and
+    # return: the task must not wait for the slowest consumer in it, or a consumer that hangs would hold
+    # a worker slot per notification and starve every other consumer. Nothing is lost if this process
+    # dies: each claim's lease expires and the sweeper sends it again.
     rt = runtime()
+    admitted = claim_admitted(rt, delivery_ids)
+    queues = rt.queues
+    for claim, origin in admitted:
+        queues.submit(claim, origin)
+
+
+def claim_admitted(rt: Runtime, delivery_ids: list[int]) -> list[tuple[store.Claim, str]]:
+    """Claim deliveries and pass them through the circuit breaker, once per consumer origin.
+
+    A parked consumer's deliveries are given back (no attempt spent) until the park ends; when a park has
+    just ended, one delivery is admitted as the probe and the origin's others wait for its verdict.
+    """
     settings = rt.settings.delivery
+    admitted: list[tuple[store.Claim, str]] = []
     with rt.db.session() as session:
-        claim = store.claim(session, delivery_id, settings.visibility_timeout, ordered=settings.ordered)
-        if claim is None:
-            return None
-        origin = breaker.origin_of(claim.consumer_address)
-        parked = breaker.parked_until(session, origin, utcnow(), threshold=settings.breaker_threshold,
-                                      probe_seconds=settings.connect_timeout + settings.read_timeout + 5)
-        if parked is not None:
-            store.release(session, claim, parked, f"consumer parked by the circuit breaker until {parked:%H:%M:%S}")
-            return "parked"
-    slots = rt.consumer_slots(origin)
-    if not slots.acquire(blocking=False):
+        claims = store.claim_many(session, delivery_ids, settings.visibility_timeout, ordered=settings.ordered)
+        by_origin: dict[str, list[store.Claim]] = {}
+        for claim in claims:
+            by_origin.setdefault(breaker.origin_of(claim.consumer_address), []).append(claim)
+        now = utcnow()
+        for origin, group in by_origin.items():
+            gate = breaker.gate(session, origin, now, threshold=settings.breaker_threshold,
+                                probe_seconds=settings.connect_timeout + settings.read_timeout + 5)
+            if gate.parked_until is None:
+                admitted.extend((claim, origin) for claim in group)
+                continue
+            if gate.probe:
+                admitted.append((group[0], origin))
+                group = group[1:]
+            store.release_many(session, group, gate.parked_until,
+                               f"consumer parked by the circuit breaker until {gate.parked_until:%H:%M:%S}")
+    return admitted
+
+
+def _deliver_in_order(delivery_ids: list[int]) -> None:
+    """A resumed subscription's backlog: each delivery sent and recorded before the next one is claimed."""
+    rt = runtime()
+    subscription = None
+    for delivery_id in delivery_ids:
         with rt.db.session() as session:
-            store.release(session, claim, utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS),
-                          "consumer busy (per-consumer concurrency limit)")
-        return "busy"
-    try:
-        state = _attempt(rt, claim, origin)
-    finally:
-        slots.release()
-    if settings.ordered and state in {"delivered", "dead"}:
+            store.unhold(session, delivery_id)
+            subscription = subscription or store.subscription_of(session, delivery_id)
+        deliver_now(delivery_id)
+    if subscription is not None:  # what arrived during the drain waited behind it: send it in order too
         with rt.db.session() as session:
-            following = store.next_in_order(session, claim.subscription_id)
-        if following is not None:
-            deliver.delay([following])
+            following = store.pending_for(session, subscription)
+        for delivery_id in following:
+            deliver_now(delivery_id)
+
+
+def deliver_now(delivery_id: int) -> str | None:
+    """One attempt for one delivery in this thread, recorded before returning; returns the new state
+    (None when there was nothing to send: taken by someone else, parked, held or cancelled)."""
+    rt = runtime()
+    admitted = claim_admitted(rt, [delivery_id])
+    if not admitted:
+        return None
+    claim, origin = admitted[0]
+    states = record(rt, [send(rt, claim, origin)])
+    state = states.get(delivery_id)
+    follow_in_order(rt, states)
     return state
 
 
-def _attempt(rt: Runtime, claim: store.Claim, origin: str) -> str:
-    settings = rt.settings.delivery
-    error: DeliveryError | None = None
-    try:
-        addresses = resolve_checked(claim.consumer_address, settings.allow_private_addresses)
-    except AddressNotAllowed as exc:
-        error = DeliveryRefused(f"consumer address refused: {exc}")
-    outcome = None
-    if error is None:
-        try:
-            channel = rt.channel(channel_name_for(claim.consumer_address))
-            request = build_delivery(claim, rt.signer)
-            if addresses:
-                request = replace(request, connect_to=addresses[0])
-            outcome = channel.deliver(request)
-        except DeliveryError as exc:
-            error = exc
-        except Exception as exc:  # a bug must not lose the delivery: record it and retry later
-            log.exception("delivery %s failed unexpectedly", claim.delivery_id)
-            error = DeliveryError(f"internal error: {exc!r}")
+def record_and_follow(rt: Runtime, batch: list[Attempted]) -> None:
+    """The recorder's write: a batch of outcomes in one transaction, then ordered delivery's next ones."""
+    follow_in_order(rt, record(rt, batch))
+
+
+def follow_in_order(rt: Runtime, states: dict[int, str]) -> None:
+    """Ordered delivery: after a delivery ends, enqueue the next pending one of its subscription."""
+    if not rt.settings.delivery.ordered:
+        return
+    ended = [delivery_id for delivery_id, state in states.items() if state in {"delivered", "dead"}]
+    if not ended:
+        return
     with rt.db.session() as session:
-        if error is None:
-            if store.record_delivered(session, claim, outcome.status_code if outcome else None):
-                audit.add(session, _export_event(rt, claim))
-            breaker.record_success(session, origin)
-            return "delivered"
-        if error.retryable:
-            breaker.record_failure(session, origin, str(error), threshold=settings.breaker_threshold,
-                                   first_park=settings.breaker_park_seconds)
-        state = store.record_failure(session, claim, error=str(error), status_code=error.status_code,
-                                     retryable=error.retryable, retry_after=error.retry_after, settings=settings)
-        if state == "dead":
-            audit.add(session, _export_event(rt, claim, EventOutcomeIndicator.SERIOUS_FAILURE,
-                                             f"delivery given up: {error}"))
-        return state
-
-
-def _export_event(rt: Runtime, claim: store.Claim,
-                  outcome: EventOutcomeIndicator = EventOutcomeIndicator.SUCCESS, description: str | None = None):
-    return rt.audit.exported(
-        claim.manager_address, claim.consumer_address, subscription_id=claim.subscription_id,
-        topic=f"{{{claim.topic_namespace}}}{claim.topic_path}",
-        message_id=delivery_message_id(claim.subscription_id, claim.notification_id),
-        outcome=outcome, description=description)
+        following = [store.next_in_order(session, subscription)
+                     for subscription in store.subscriptions_of(session, ended)]
+    for delivery_id in following:
+        if delivery_id is not None:
+            deliver.delay([delivery_id])

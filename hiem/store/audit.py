@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from hiem.audit import AuditEvent, event_to_json
@@ -13,10 +13,19 @@ from hiem.store.models import AuditRecord
 
 
 def add(session: Session, event: AuditEvent) -> None:
-    session.add(AuditRecord(
-        created_at=utcnow(), kind=event.kind.value, outcome=int(event.outcome),
-        subscription_id=event.subscription_id, message_id=event.message_id, event=event_to_json(event),
-    ))
+    session.add(AuditRecord(**_row(event)))
+
+
+def add_many(session: Session, events: list[AuditEvent]) -> None:
+    """One multi-row INSERT (a delivery batch's Export events), in the caller's transaction."""
+    if events:
+        session.execute(insert(AuditRecord), [_row(event) for event in events])
+
+
+def _row(event: AuditEvent) -> dict[str, object]:
+    return {"created_at": utcnow(), "kind": event.kind.value, "outcome": int(event.outcome),
+            "subscription_id": event.subscription_id, "message_id": event.message_id,
+            "event": event_to_json(event)}
 
 
 def unshipped(session: Session, settle_before: datetime, limit: int) -> list[AuditRecord]:

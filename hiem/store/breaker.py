@@ -8,6 +8,7 @@ early with ``hiem deliveries probe ORIGIN``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -28,9 +29,21 @@ def origin_of(address: str) -> str:
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
-def parked_until(session: Session, origin: str, now: datetime, *, threshold: int = FAILURE_THRESHOLD,
-                 probe_seconds: float = 30.0) -> datetime | None:
-    """When the origin's deliveries must wait, until when; None when this delivery may go.
+@dataclass(frozen=True)
+class Gate:
+    """What the breaker lets through for an origin now: everything (closed), nothing until ``parked_until``
+    (open), or exactly one delivery, the probe (half-open: ``probe`` is True)."""
+
+    parked_until: datetime | None = None
+    probe: bool = False
+
+
+CLOSED = Gate()
+
+
+def gate(session: Session, origin: str, now: datetime, *, threshold: int = FAILURE_THRESHOLD,
+         probe_seconds: float = 30.0) -> Gate:
+    """Read (and, after a park ended, take) the origin's breaker.
 
     After a park ends, exactly one delivery becomes the probe: it takes the origin with a conditional
     UPDATE (parking it again for ``probe_seconds``, the probe's own time budget), and every other
@@ -39,19 +52,20 @@ def parked_until(session: Session, origin: str, now: datetime, *, threshold: int
     row = session.execute(select(Consumer.parked_until, Consumer.consecutive_failures)
                           .where(Consumer.origin == origin)).first()
     if row is None:
-        return None
+        return CLOSED
     until = as_utc(row[0])
     if until is not None and until > now:
-        return until
+        return Gate(parked_until=until)
     if row[1] < threshold:
-        return None  # the breaker is closed
+        return CLOSED
     probe_until = now + timedelta(seconds=probe_seconds)
     taken = session.execute(update(Consumer).where(
         Consumer.origin == origin, or_(Consumer.parked_until.is_(None), Consumer.parked_until <= now))
         .values(parked_until=probe_until, consecutive_failures=threshold - 1, updated_at=now)).rowcount
     if taken == 1:
-        return None  # this delivery is the probe
-    return as_utc(session.scalar(select(Consumer.parked_until).where(Consumer.origin == origin))) or probe_until
+        return Gate(parked_until=probe_until, probe=True)
+    return Gate(parked_until=as_utc(session.scalar(select(Consumer.parked_until).where(Consumer.origin == origin)))
+                or probe_until)
 
 
 def record_success(session: Session, origin: str) -> None:

@@ -17,9 +17,24 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Integer, String, and_, bindparam, case, func, literal, or_, select, text, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from hiem.config import DeliverySettings
 from hiem.store.db import as_utc, utcnow
@@ -183,71 +198,90 @@ class Claim:
     created_at: datetime
 
 
-def claim(session: Session, delivery_id: int, lease_seconds: float, ordered: bool = False) -> Claim | None:
-    """Take a delivery for one attempt, or None when someone else has it / it needs no attempt.
+def claim_many(session: Session, delivery_ids: list[int], lease_seconds: float,
+               ordered: bool = False) -> list[Claim]:
+    """Take deliveries for one attempt each: one conditional UPDATE for the whole batch, then one read of
+    their subscriptions and one of their notifications (each message once, however many deliveries).
 
-    With ``ordered``, a delivery is not taken while an earlier notification for the same subscription
-    is still pending, in flight or retrying: it stays pending and is enqueued when its predecessor ends.
+    A delivery is skipped (left for later, no attempt spent) when someone else holds it, when a resumed
+    subscription's held backlog must go first (the resume task sends it after that backlog), or, with
+    ``ordered``, while an earlier notification for the same subscription still waits to be sent (it is
+    enqueued when its predecessor ends). Deliveries of a subscription that was paused meanwhile go back to
+    held; those of an ended one are cancelled.
     """
+    if not delivery_ids:
+        return []
     now = utcnow()
-    row = session.get(Delivery, delivery_id)
-    if row is None or (ordered and earlier_undelivered(session, row.subscription_id, row.notification_id)):
-        return None
-    if row.sequence is not None and session.scalar(select(Delivery.id).where(
-            Delivery.subscription_id == row.subscription_id, Delivery.state == S.HELD.value,
-            Delivery.sequence < row.sequence).limit(1)) is not None:
-        return None  # a resumed subscription's backlog goes first; the resume task sends this one after it
-    result = session.execute(
+    other = aliased(Delivery)
+    blockers = [and_(other.state == S.HELD.value, other.sequence < Delivery.sequence)]
+    if ordered:
+        blockers.append(and_(other.notification_id < Delivery.notification_id,
+                             other.state.in_((S.PENDING.value, S.IN_FLIGHT.value, S.RETRYING.value))))
+    blocked = exists().where(other.subscription_id == Delivery.subscription_id, or_(*blockers))
+    taken = session.execute(
         update(Delivery)
-        .where(Delivery.id == delivery_id, or_(
+        .where(Delivery.id.in_(delivery_ids), ~blocked, or_(
             Delivery.state == S.PENDING.value,
             and_(Delivery.state == S.IN_FLIGHT.value, Delivery.lease_until < now),
         ))
         .values(state=S.IN_FLIGHT.value, attempts=Delivery.attempts + 1, updated_at=now,
                 lease_until=now + timedelta(seconds=lease_seconds))
-    )
-    if result.rowcount != 1:
-        return None
-    delivery = session.get(Delivery, delivery_id)
-    subscription = session.get(Subscription, delivery.subscription_id)
-    notification = session.get(Notification, delivery.notification_id)
-    if subscription.status == SubscriptionStatus.PAUSED.value:
-        delivery.state, delivery.attempts, delivery.lease_until = S.HELD.value, delivery.attempts - 1, None
-        return None
-    ended = as_utc(subscription.termination_time)
-    if subscription.status != SubscriptionStatus.ACTIVE.value or (ended is not None and ended <= now):
-        delivery.state = S.CANCELLED.value
-        delivery.last_error = f"subscription {subscription.status if ended is None or ended > now else 'expired'}"
-        return None
-    return Claim(
-        delivery_id=delivery.id, attempt=delivery.attempts, notification_id=notification.id,
-        subscription_id=subscription.id, consumer_address=subscription.consumer_address,
-        consumer_reference_parameters=subscription.consumer_reference_parameters,
-        manager_address=subscription.manager_address, dialect=subscription.dialect,
-        soap_version=subscription.soap_version, sequence=delivery.sequence,
-        topic_namespace=notification.topic_namespace,
-        topic_path=notification.topic_path, message_xml=notification.message_xml,
-        producer_reference=notification.producer_reference, created_at=as_utc(delivery.created_at),
-    )
+        .returning(Delivery.id, Delivery.attempts, Delivery.notification_id, Delivery.subscription_id,
+                   Delivery.sequence, Delivery.created_at)
+    ).all()
+    if not taken:
+        return []
+    subscriptions = {row.id: row for row in session.execute(
+        select(Subscription.id, Subscription.status, Subscription.termination_time, Subscription.consumer_address,
+               Subscription.consumer_reference_parameters, Subscription.manager_address, Subscription.dialect,
+               Subscription.soap_version)
+        .where(Subscription.id.in_({row.subscription_id for row in taken})))}
+    notifications = {row.id: row for row in session.execute(
+        select(Notification.id, Notification.topic_namespace, Notification.topic_path, Notification.message_xml,
+               Notification.producer_reference)
+        .where(Notification.id.in_({row.notification_id for row in taken})))}
+    claims: list[Claim] = []
+    held: list[int] = []
+    cancelled: dict[str, list[int]] = {}
+    for row in sorted(taken, key=lambda r: r.id):
+        subscription = subscriptions[row.subscription_id]
+        ended = as_utc(subscription.termination_time)
+        if subscription.status == SubscriptionStatus.PAUSED.value:
+            held.append(row.id)
+        elif subscription.status != SubscriptionStatus.ACTIVE.value or (ended is not None and ended <= now):
+            reason = f"subscription {subscription.status if ended is None or ended > now else 'expired'}"
+            cancelled.setdefault(reason, []).append(row.id)
+        else:
+            notification = notifications[row.notification_id]
+            claims.append(Claim(
+                delivery_id=row.id, attempt=row.attempts, notification_id=row.notification_id,
+                subscription_id=subscription.id, consumer_address=subscription.consumer_address,
+                consumer_reference_parameters=subscription.consumer_reference_parameters,
+                manager_address=subscription.manager_address, dialect=subscription.dialect,
+                soap_version=subscription.soap_version, sequence=row.sequence,
+                topic_namespace=notification.topic_namespace, topic_path=notification.topic_path,
+                message_xml=notification.message_xml, producer_reference=notification.producer_reference,
+                created_at=as_utc(row.created_at),
+            ))
+    if held:
+        session.execute(update(Delivery).where(Delivery.id.in_(held)).values(
+            state=S.HELD.value, attempts=Delivery.attempts - 1, lease_until=None, updated_at=now))
+    for reason, ids in cancelled.items():
+        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
+            state=S.CANCELLED.value, last_error=reason, lease_until=None, updated_at=now))
+    return claims
 
 
-def release(session: Session, claim_: Claim, until: datetime, reason: str) -> None:
-    """Give a claimed delivery back without spending an attempt (consumer parked or busy)."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id == claim_.delivery_id, Delivery.state == S.IN_FLIGHT.value,
-               Delivery.attempts == claim_.attempt)
-        .values(state=S.RETRYING.value, attempts=Delivery.attempts - 1, next_attempt_at=until,
-                lease_until=None, updated_at=utcnow(), last_error=reason[:500])
-    )
-
-
-def earlier_undelivered(session: Session, subscription_id: str, notification_id: int) -> bool:
-    """Ordered delivery: does an earlier notification for this subscription still wait to be sent?"""
-    waiting = (S.PENDING.value, S.IN_FLIGHT.value, S.RETRYING.value)
-    return session.scalar(select(Delivery.id).where(
-        Delivery.subscription_id == subscription_id, Delivery.notification_id < notification_id,
-        Delivery.state.in_(waiting)).limit(1)) is not None
+def release_many(session: Session, claims: list[Claim], until: datetime, reason: str) -> None:
+    """Give claimed deliveries back without spending an attempt (consumer parked, or busy for too long)."""
+    if claims:
+        session.execute(
+            update(Delivery)
+            .where(tuple_(Delivery.id, Delivery.attempts).in_([(c.delivery_id, c.attempt) for c in claims]),
+                   Delivery.state == S.IN_FLIGHT.value)
+            .values(state=S.RETRYING.value, attempts=Delivery.attempts - 1, next_attempt_at=until,
+                    lease_until=None, updated_at=utcnow(), last_error=reason[:500])
+        )
 
 
 def next_in_order(session: Session, subscription_id: str) -> int | None:
@@ -257,16 +291,25 @@ def next_in_order(session: Session, subscription_id: str) -> int | None:
         .order_by(Delivery.notification_id).limit(1))
 
 
-def record_delivered(session: Session, claim_: Claim, status_code: int | None) -> bool:
+def record_delivered_many(session: Session, delivered: list[tuple[Claim, int | None]]) -> set[int]:
+    """Record successful attempts ``(claim, HTTP status)``: one UPDATE per distinct status (normally one).
+
+    Returns the ids that were still this attempt's to record: a delivery whose lease expired and that
+    another worker claimed again meanwhile is that worker's to record (and audit).
+    """
     now = utcnow()
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.id == claim_.delivery_id, Delivery.state == S.IN_FLIGHT.value,
-               Delivery.attempts == claim_.attempt)
-        .values(state=S.DELIVERED.value, delivered_at=now, updated_at=now, last_status=status_code,
-                lease_until=None, last_error=None)
-    )
-    return result.rowcount == 1
+    recorded: set[int] = set()
+    by_status: dict[int | None, list[tuple[int, int]]] = {}
+    for claim_, status in delivered:
+        by_status.setdefault(status, []).append((claim_.delivery_id, claim_.attempt))
+    for status, keys in by_status.items():
+        recorded.update(session.scalars(
+            update(Delivery)
+            .where(tuple_(Delivery.id, Delivery.attempts).in_(keys), Delivery.state == S.IN_FLIGHT.value)
+            .values(state=S.DELIVERED.value, delivered_at=now, updated_at=now, last_status=status,
+                    lease_until=None, last_error=None)
+            .returning(Delivery.id)))
+    return recorded
 
 
 def backoff_seconds(attempt: int, settings: DeliverySettings, retry_after: float | None = None) -> float:
@@ -415,3 +458,8 @@ def latest_on_topic(session: Session, topic_id: int) -> Notification | None:
     """GetCurrentMessage: the last notification the broker accepted on a topic."""
     return session.scalar(select(Notification).where(Notification.topic_id == topic_id)
                           .order_by(Notification.id.desc()).limit(1))
+
+
+def subscriptions_of(session: Session, delivery_ids: list[int]) -> list[str]:
+    """The distinct subscriptions of some deliveries."""
+    return list(session.scalars(select(Delivery.subscription_id).where(Delivery.id.in_(delivery_ids)).distinct()))

@@ -44,6 +44,9 @@ class RecordingConsumer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: like any server, ignore the fragment
+                    self.close_connection = True
+                    return
                 status, headers, payload = consumer.behaviour(body)
                 with consumer._cond:
                     consumer.received.append(Received(self.path, dict(self.headers), body, time.monotonic()))

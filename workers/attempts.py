@@ -1,0 +1,111 @@
+"""One delivery attempt, split in its two halves: sending (no database) and recording (batched).
+
+Why split: a database connection is never needed while a POST is in flight, and recording outcomes one
+transaction per delivery made the ORM and the connection pool the bottleneck of a fan-out. Senders only
+build, sign and POST; :func:`record` writes a whole batch of outcomes in one transaction (one UPDATE for
+the successes, one multi-row INSERT for their audit events, the breaker once per origin).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from hiem.audit import AuditEvent
+from hiem.audit.codes import EventOutcomeIndicator
+from hiem.delivery import channel_name_for
+from hiem.errors import DeliveryError, DeliveryRefused
+from hiem.store import audit, breaker
+from hiem.store import deliveries as store
+from hiem.wsn.outbound import AddressNotAllowed, resolve_checked
+from hiem.wsn.outgoing import build_delivery, delivery_message_id
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """What became of one claimed delivery: sent (``error`` None), failed, or given back unsent."""
+
+    claim: store.Claim
+    origin: str
+    status_code: int | None = None
+    error: DeliveryError | None = None
+    #: given back without an attempt (consumer busy for too long): due again at this time
+    released_until: datetime | None = None
+    released_reason: str = ""
+
+
+def send(rt: Runtime, claim: store.Claim, origin: str) -> Attempted:
+    """Check the address again, build and sign the Notify, POST it. Never raises: a bug must not lose the
+    delivery, so it is recorded as a retryable error."""
+    settings = rt.settings.delivery
+    try:
+        addresses = resolve_checked(claim.consumer_address, settings.allow_private_addresses)
+    except AddressNotAllowed as exc:
+        return Attempted(claim, origin, error=DeliveryRefused(f"consumer address refused: {exc}"))
+    try:
+        channel = rt.channel(channel_name_for(claim.consumer_address))
+        request = build_delivery(claim, rt.signer)
+        if addresses:
+            request = replace(request, connect_to=addresses[0])
+        outcome = channel.deliver(request)
+    except DeliveryError as exc:
+        return Attempted(claim, origin, error=exc)
+    except Exception as exc:
+        log.exception("delivery %s failed unexpectedly", claim.delivery_id)
+        return Attempted(claim, origin, error=DeliveryError(f"internal error: {exc!r}"))
+    return Attempted(claim, origin, status_code=outcome.status_code)
+
+
+def record(rt: Runtime, attempts: list[Attempted]) -> dict[int, str]:
+    """Write a batch of outcomes in one transaction; returns each recorded delivery's new state.
+
+    An outcome whose delivery was meanwhile claimed again by someone else (its lease expired) is not
+    recorded: the conditional UPDATEs match no row, and the newer attempt records itself.
+    """
+    settings = rt.settings.delivery
+    states: dict[int, str] = {}
+    with rt.db.session() as session:
+        released: dict[tuple[datetime, str], list[store.Claim]] = {}
+        for item in attempts:
+            if item.released_until is not None:
+                released.setdefault((item.released_until, item.released_reason), []).append(item.claim)
+        for (until, reason), claims in released.items():
+            store.release_many(session, claims, until, reason)
+        sent = [item for item in attempts if item.released_until is None and item.error is None]
+        recorded = store.record_delivered_many(session, [(item.claim, item.status_code) for item in sent])
+        audit.add_many(session, [export_event(rt, item.claim) for item in sent if item.claim.delivery_id in recorded])
+        states.update(dict.fromkeys(recorded, "delivered"))
+        for origin in {item.origin for item in sent}:
+            breaker.record_success(session, origin)
+        for item in attempts:
+            if item.released_until is not None or item.error is None:
+                continue
+            error = item.error
+            if error.retryable:
+                breaker.record_failure(session, item.origin, str(error), threshold=settings.breaker_threshold,
+                                       first_park=settings.breaker_park_seconds)
+            state = store.record_failure(session, item.claim, error=str(error), status_code=error.status_code,
+                                         retryable=error.retryable, retry_after=error.retry_after, settings=settings)
+            states[item.claim.delivery_id] = state
+            if state == "dead":
+                audit.add(session, export_event(rt, item.claim, EventOutcomeIndicator.SERIOUS_FAILURE,
+                                                f"delivery given up: {error}"))
+    return states
+
+
+def export_event(rt: Runtime, claim: store.Claim,
+                 outcome: EventOutcomeIndicator = EventOutcomeIndicator.SUCCESS,
+                 description: str | None = None) -> AuditEvent:
+    """The ATNA Export event of one delivery (DICOM PS3.15 A.5.3.6: the broker sent data out)."""
+    return rt.audit.exported(
+        claim.manager_address, claim.consumer_address, subscription_id=claim.subscription_id,
+        topic=f"{{{claim.topic_namespace}}}{claim.topic_path}",
+        message_id=delivery_message_id(claim.subscription_id, claim.notification_id),
+        outcome=outcome, description=description)

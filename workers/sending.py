@@ -1,0 +1,201 @@
+"""The per-process delivery pipeline: per-consumer queues in front of a sender pool, and one recorder.
+
+::
+
+    hiem.deliver task --claims--> OriginQueues --(at most HIEM_CONSUMER_CONCURRENCY per origin)--> sender
+    threads (build, sign, POST) --Attempted--> OutcomeRecorder --(one transaction per batch)--> database
+
+Why this shape:
+
+* **Per-consumer queues instead of a trip through the database.** When one endpoint receives many
+  subscriptions' deliveries (an HIE subscribing for many agencies is the usual HIEM shape), the ones
+  over its concurrency limit wait here, in memory, and go as soon as a slot frees. Only a queue longer
+  than :data:`ORIGIN_QUEUE_LIMIT` (a consumer that hangs) gives deliveries back to the database, so a slow
+  consumer holds at most its slots and that queue, never every sender thread or the Celery task.
+* **A bounded backlog.** :meth:`OriginQueues.submit` blocks when :data:`BACKLOG` claims wait in this
+  process: backpressure on the Celery task, so a process never holds more than it can send soon.
+* **One writer for outcomes.** Sender threads hand their outcomes to the recorder, which writes up to
+  :data:`RECORD_BATCH` of them per transaction. With SQLite that turns dozens of competing writers into
+  one; with PostgreSQL it turns nine statements per delivery into a handful per batch.
+
+Nothing here is durable, and nothing needs to be: every claim carries a lease in the database. If this
+process dies, the sweeper hands the claims to another worker when their leases expire (at-least-once;
+the wsa:MessageID is stable, so consumers can drop duplicates).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from hiem.store.db import utcnow
+from hiem.store.deliveries import Claim
+from workers.attempts import Attempted
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: sender threads per process (they wait on consumers, so more than cores)
+SENDER_THREADS = 32
+#: claims that may wait in one process, over all consumers
+BACKLOG = 512
+#: claims that may wait for one consumer before the rest are given back to the database
+ORIGIN_QUEUE_LIMIT = 128
+#: how long a delivery over that limit waits before it is tried again
+BUSY_RETRY_SECONDS = 1.0
+#: outcomes per recording transaction, and how long the recorder waits to fill one
+RECORD_BATCH = 500
+RECORD_LINGER_SECONDS = 0.02
+
+class OriginQueues:
+    """Claims waiting per consumer origin; at most ``limit`` of each origin's are being sent at once."""
+
+    def __init__(self, rt: Runtime, send: Callable[[Runtime, Claim, str], Attempted],
+                 recorder: OutcomeRecorder, *, threads: int = SENDER_THREADS, backlog: int = BACKLOG) -> None:
+        self._rt = rt
+        self._send = send
+        self._recorder = recorder
+        self._limit = rt.settings.delivery.consumer_concurrency
+        self._lease = rt.settings.delivery.visibility_timeout
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hiem-sender")
+        self._room = threading.BoundedSemaphore(backlog)
+        self._lock = threading.Lock()
+        self._waiting: dict[str, deque[tuple[Claim, float]]] = {}
+        self._sending: dict[str, int] = {}
+
+    def submit(self, claim: Claim, origin: str) -> None:
+        """Queue one claimed delivery (blocks while the process's backlog is full)."""
+        with self._lock:
+            waiting = self._waiting.setdefault(origin, deque())
+            if len(waiting) >= ORIGIN_QUEUE_LIMIT:
+                self._recorder.put(Attempted(
+                    claim, origin, released_until=utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS),
+                    released_reason="consumer busy (per-consumer concurrency limit)"))
+                return
+        self._room.acquire()
+        with self._lock:
+            if self._sending.get(origin, 0) < self._limit:
+                self._sending[origin] = self._sending.get(origin, 0) + 1
+                start = True
+            else:
+                self._waiting[origin].append((claim, time.monotonic()))
+                start = False
+        if start:
+            self._pool.submit(self._run, claim, origin)
+
+    def _run(self, claim: Claim, origin: str) -> None:
+        try:
+            self._recorder.put(self._send(self._rt, claim, origin))
+        except Exception:  # send() never raises; if it does, the lease brings the delivery back
+            log.exception("a sender thread failed")
+        finally:
+            self._room.release()
+            self._next(origin)
+
+    def _next(self, origin: str) -> None:
+        while True:
+            with self._lock:
+                waiting = self._waiting.get(origin)
+                if not waiting:
+                    self._sending[origin] -= 1
+                    return
+                claim, queued_at = waiting.popleft()
+            if time.monotonic() - queued_at < self._lease / 2:
+                self._pool.submit(self._run, claim, origin)
+                return
+            # waited so long its lease may run out mid-POST and another worker send it too: give it back
+            self._room.release()
+            self._recorder.put(Attempted(claim, origin, released_until=utcnow(),
+                                         released_reason="waited too long for the consumer"))
+
+    def waiting(self) -> int:
+        with self._lock:
+            return sum(len(q) for q in self._waiting.values())
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+class OutcomeRecorder(threading.Thread):
+    """The one thread that writes delivery outcomes, in batches (see the module docstring)."""
+
+    def __init__(self, write: Callable[[list[Attempted]], object]) -> None:
+        super().__init__(name="hiem-recorder", daemon=True)
+        self._write = write
+        self._queue: queue.SimpleQueue[Attempted | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._idle = threading.Event()
+
+    def put(self, item: Attempted) -> None:
+        self._queue.put(item)
+
+    def run(self) -> None:
+        while True:
+            batch = self._collect()
+            if batch is None:
+                return
+            if batch:
+                self._flush(batch)
+
+    def _collect(self) -> list[Attempted] | None:
+        try:
+            first = self._queue.get(timeout=0.5)
+        except queue.Empty:
+            return None if self._stopping.is_set() else []
+        if first is None:
+            return self._drain_rest()
+        batch = [first]
+        deadline = time.monotonic() + RECORD_LINGER_SECONDS
+        while len(batch) < RECORD_BATCH:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                self._stopping.set()
+                break
+            batch.append(item)
+        return batch
+
+    def _drain_rest(self) -> list[Attempted] | None:
+        rest: list[Attempted] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                rest.append(item)
+        if rest:
+            self._flush(rest)
+        return None
+
+    def _flush(self, batch: list[Attempted]) -> None:
+        for attempt in range(5):
+            try:
+                self._write(batch)
+                return
+            except SQLAlchemyError as exc:
+                log.warning("recording %d delivery outcomes failed (try %d): %s", len(batch), attempt + 1, exc)
+                time.sleep(min(5.0, 0.2 * 2 ** attempt))
+            except Exception:
+                log.exception("recording %d delivery outcomes failed", len(batch))
+                break
+        # Not recorded: the deliveries stay in flight until their leases expire, then go again.
+        log.error("gave up recording %d delivery outcomes; they will be sent again after their leases expire",
+                  len(batch))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self.join(timeout)
