@@ -3,7 +3,7 @@
 HIEM v2.0 section 2.4 makes WS-BaseNotification 1.3 (and WS-Topics 1.3) the transaction standard, so
 the contract is OASIS's own: ``wsdl/`` holds the OASIS/W3C schemas and WSDLs byte for byte, except
 that their import locations name sibling files (``wsdl/SOURCES.md`` lists every changed attribute),
-plus hiem's three service WSDLs, which import ``bw-2.wsdl``/``brw-2.wsdl`` and add only bindings and
+plus hiem's four service WSDLs, which import ``bw-2.wsdl``/``brw-2.wsdl`` and add only bindings and
 a service. Any WS-N client generated from the OASIS portTypes therefore works against hiem.
 
 Features:
@@ -61,6 +61,7 @@ SERVICE_WSDLS: Final[Mapping[str, str]] = MappingProxyType(
         "NotificationProducer": "NotificationProducer.wsdl",
         "SubscriptionManager": "SubscriptionManager.wsdl",
         "NotificationBroker": "NotificationBroker.wsdl",
+        "PullPoint": "PullPoint.wsdl",
     }
 )
 

@@ -6,6 +6,7 @@ Routes:
 ``POST /wsn/NotificationProducer``          Subscribe
 ``POST /wsn/SubscriptionManager[/{id}]``    Unsubscribe (id from nhin:SubscriptionId or the path)
 ``POST /wsn/NotificationBroker``            Notify from publishers
+``POST /wsn/PullPoint[/{id}]``              CreatePullPoint; GetMessages, DestroyPullPoint (hiem:PullPointId)
 ``GET  /wsn/{endpoint}?wsdl``               the endpoint's WSDL (imports the OASIS bw-2/brw-2)
 ``GET  /wsdl/{file}``                       the imported WSDL/XSD files
 ``GET  /healthz``                           200 + JSON when database and broker answer, else 503

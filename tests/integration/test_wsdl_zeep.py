@@ -28,6 +28,12 @@ How a zeep (4.3.3) user talks to hiem, as the tests below do:
 
   A dict for ``_soapheaders`` is refused (the bindings declare no soap:header), and so is a zeep value
   of a simple-typed element such as ``client.get_element("nhin:SubscriptionId")("...")``: pass lxml.
+* Pull points work the same way: in ``/wsn/PullPoint?wsdl`` the first port is the factory, so
+  ``client.service.CreatePullPoint()``; GetMessages and DestroyPullPoint go to the returned EPR with
+  ``client.create_service("{urn:hiem:broker:1}PullPointSoap12Binding", address)`` and its
+  ``hiem:PullPointId`` as a header block (``test_zeep_pull_point`` in ``test_zeep_client.py``).
+* A service WSDL serving a second portType at the same address has ports named after it
+  (``PausableSubscriptionManagerSoap11Port``, ``CreatePullPointSoap11Port``...), ``FURTHER_OPERATIONS``.
 """
 
 from __future__ import annotations
@@ -61,6 +67,14 @@ EXPECTED_OPERATIONS = {
     "NotificationProducer": {"Subscribe", "GetCurrentMessage"},
     "SubscriptionManager": {"Renew", "Unsubscribe"},
     "NotificationBroker": {"Notify", "Subscribe", "GetCurrentMessage", "RegisterPublisher"},
+    "PullPoint": {"GetMessages", "DestroyPullPoint", "Notify"},
+}
+# The ports of further portTypes a service WSDL offers at the same address: port name prefix -> operations.
+FURTHER_OPERATIONS = {
+    "SubscriptionManager": {
+        "PausableSubscriptionManager": {"Renew", "Unsubscribe", "PauseSubscription", "ResumeSubscription"},
+    },
+    "PullPoint": {"CreatePullPoint": {"CreatePullPoint"}},
 }
 
 
@@ -207,13 +221,16 @@ def test_zeep_loads_each_service_wsdl_with_both_soap_versions(
     client = client_for(endpoint)
     (service,) = client.wsdl.services.values()
     assert service.name == f"{endpoint}Service"
-    ports = {port.name: port for port in service.ports.values() if not port.name.startswith("Pausable")}
-    assert set(ports) == {f"{endpoint}Soap11Port", f"{endpoint}Soap12Port"}
-    assert type(ports[f"{endpoint}Soap11Port"].binding).__name__ == "Soap11Binding"
-    assert type(ports[f"{endpoint}Soap12Port"].binding).__name__ == "Soap12Binding"
-    for port in ports.values():
-        assert port.binding_options["address"] == f"{hiem_server.base_url}/wsn/{endpoint}"
-        assert set(port.binding._operations) == EXPECTED_OPERATIONS[endpoint]
+    operations = {endpoint: EXPECTED_OPERATIONS[endpoint], **FURTHER_OPERATIONS.get(endpoint, {})}
+    ports = dict(service.ports)
+    assert set(ports) == {f"{prefix}Soap{version}Port" for prefix in operations for version in ("11", "12")}
+    for prefix, expected in operations.items():
+        assert type(ports[f"{prefix}Soap11Port"].binding).__name__ == "Soap11Binding"
+        assert type(ports[f"{prefix}Soap12Port"].binding).__name__ == "Soap12Binding"
+        for version in ("11", "12"):
+            port = ports[f"{prefix}Soap{version}Port"]
+            assert port.binding_options["address"] == f"{hiem_server.base_url}/wsn/{endpoint}"
+            assert set(port.binding._operations) == expected
     # Every import was fetched from /wsdl/ on this server, none from the internet.
     assert f"/wsn/{endpoint}?wsdl" in hiem_server.gets
     assert all(get.startswith(("/wsn/", "/wsdl/")) for get in hiem_server.gets)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import time
 
+import httpx
+import pytest
+import sqlalchemy as sa
 import zeep
 from lxml import etree
 from zeep.wsa import WsAddressingPlugin
@@ -92,3 +96,85 @@ def test_zeep_pause_and_resume(module_broker, consumer):
     assert consumer.received == []
     manager.ResumeSubscription(_soapheaders=[header])
     consumer.wait_for(1)
+
+
+def test_pull_point_wsdl_is_served(module_broker):
+    base = module_broker.url
+    # at the endpoint, behind a pull point's own path, and among the imported documents
+    for url in (f"{base}/wsn/PullPoint?wsdl", f"{base}/wsn/PullPoint/some-pull-point?wsdl",
+                f"{base}/wsdl/PullPoint.wsdl"):
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 200, url
+        assert response.headers["content-type"].startswith("text/xml")
+        root = etree.fromstring(response.content)
+        (service,) = root.findall("{http://schemas.xmlsoap.org/wsdl/}service")
+        assert service.get("name") == "PullPointService"
+        addresses = {element.get("location") for element in service.iter()
+                     if etree.QName(element).localname == "address"}
+        assert addresses == {f"{base}/wsn/PullPoint"}, url
+
+
+def _stored(database_url: str, pull_point_id: str) -> int:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(
+                "SELECT count(*) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id "
+                "WHERE s.pull_point_id = :id AND d.state = 'stored'"), {"id": pull_point_id}).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_zeep_pull_point(module_broker):
+    """CreatePullPoint, GetMessages and DestroyPullPoint through the served PullPoint WSDL, the pull point
+    subscribed through the NotificationProducer WSDL: the path a consumer without an inbound port takes."""
+    base = module_broker.url
+    client = zeep.Client(f"{base}/wsn/PullPoint?wsdl", plugins=[WsAddressingPlugin()])
+    producer_client = zeep.Client(f"{base}/wsn/NotificationProducer?wsdl", plugins=[WsAddressingPlugin()])
+    try:
+        # the factory is the WSDL's first port, so client.service is CreatePullPoint over SOAP 1.1
+        created = client.service.CreatePullPoint()
+        address = created.PullPoint.Address._value_1
+        assert address == f"{base}/wsn/PullPoint"
+        (pull_point_id,) = created.PullPoint.ReferenceParameters._value_1
+        assert pull_point_id.tag == f"{{{ns.HIEM}}}PullPointId"
+
+        topic = etree.Element(f"{{{ns.WSNT}}}TopicExpression", nsmap={"nhin": ns.NHIN}, Dialect=wsn.CONCRETE)
+        topic.text = "nhin:GIPSE/Biosurveillance/Hemorrhagic"
+        producer = producer_client.bind("NotificationProducerService", "NotificationProducerSoap12Port")
+        producer.Subscribe(ConsumerReference={"Address": address,
+                                              "ReferenceParameters": {"_value_1": [copy.deepcopy(pull_point_id)]}},
+                           Filter={"_value_1": [topic]})
+        for count in range(2):
+            assert wsn.call(base, "Notify", wsn.notify_body(
+                topic=topic.text, payload=f"<g:Count xmlns:g='urn:g'>{count}</g:Count>")).status_code == 202
+        deadline = time.monotonic() + 20
+        while _stored(module_broker.env["HIEM_DATABASE_URL"], pull_point_id.text) < 2:
+            assert time.monotonic() < deadline, "the notifications never reached the pull point"
+            time.sleep(0.2)
+
+        # each request goes to the EPR's address with its reference parameter as a header block
+        header = copy.deepcopy(pull_point_id)
+        header.set(f"{{{ns.WSA}}}IsReferenceParameter", "true")
+        pull_point = client.create_service("{urn:hiem:broker:1}PullPointSoap12Binding", address)
+        got = pull_point.GetMessages(MaximumNumber=10, _soapheaders=[header])
+        assert [m.Message._value_1.text for m in got.NotificationMessage] == ["0", "1"]
+        for message in got.NotificationMessage:  # as a pushed Notify would carry it (zeep drops the Topic text)
+            assert message.SubscriptionReference.Address._value_1 == f"{base}/wsn/SubscriptionManager"
+            assert message.Topic.Dialect == wsn.CONCRETE
+        assert pull_point.GetMessages(MaximumNumber=10, _soapheaders=[header]).NotificationMessage == []
+
+        # Notify is bound (WS-I BP R2718) but refused: pull points are filled by subscriptions only
+        payload = etree.Element("{urn:g}Count", nsmap={"g": "urn:g"})
+        with pytest.raises(zeep.exceptions.Fault) as refused:
+            pull_point.Notify(NotificationMessage=[{"Message": {"_value_1": payload}}], _soapheaders=[header])
+        assert [etree.QName(code).localname for code in refused.value.subcodes] == ["ActionNotSupported"]
+
+        soap11 = client.create_service("{urn:hiem:broker:1}PullPointSoap11Binding", address)
+        soap11.DestroyPullPoint(_soapheaders=[header])
+        with pytest.raises(zeep.exceptions.Fault) as raised:
+            pull_point.GetMessages(MaximumNumber=10, _soapheaders=[header])
+        assert etree.QName(raised.value.detail[0]).localname == "ResourceUnknownFault"
+    finally:  # close the requests sessions, or their sockets warn at garbage collection
+        client.transport.session.close()
+        producer_client.transport.session.close()

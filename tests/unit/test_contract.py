@@ -13,6 +13,7 @@ from lxml import etree
 
 from hiem import contract, ns, xmlsafe
 from hiem.contract import WSDL_DIR, schema, served_document, service_wsdl, validate_wsn
+from hiem.wsn import messages, pullpoint
 
 XSD = "http://www.w3.org/2001/XMLSchema"
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
@@ -178,7 +179,7 @@ def test_wsdl_dir_is_the_repository_folder() -> None:
     expected = {
         "b-2.xsd", "t-1.xsd", "br-2.xsd", "bf-2.xsd", "r-2.xsd", "rp-2.xsd", "ws-addr.xsd", "xml.xsd",
         "nhin-hiem.xsd", "rw-2.wsdl", "bw-2.wsdl", "brw-2.wsdl",
-        "NotificationProducer.wsdl", "SubscriptionManager.wsdl", "NotificationBroker.wsdl",
+        "NotificationProducer.wsdl", "SubscriptionManager.wsdl", "NotificationBroker.wsdl", "PullPoint.wsdl",
     }  # fmt: skip
     assert expected <= set(ALL_XSD) | set(ALL_WSDL)
 
@@ -385,7 +386,8 @@ def test_served_document_refuses_anything_but_plain_existing_names(name: str) ->
 def _addresses(root: etree._Element) -> set[str]:
     found = root.findall(f"{{{WSDL}}}service/{{{WSDL}}}port/{{{WSDL_SOAP11}}}address")
     found += root.findall(f"{{{WSDL}}}service/{{{WSDL}}}port/{{{WSDL_SOAP12}}}address")
-    assert len(found) in {2, 4}  # the SubscriptionManager also has the PausableSubscriptionManager ports
+    # 4: the SubscriptionManager also has the PausableSubscriptionManager ports, the PullPoint the CreatePullPoint ones
+    assert len(found) in {2, 4}
     return {element.get("location", "") for element in found}
 
 
@@ -422,7 +424,7 @@ def test_served_document_refuses_a_bad_base_url() -> None:
 
 def test_service_wsdl_refuses_unknown_endpoints_and_bad_urls() -> None:
     with pytest.raises(ValueError, match="unknown endpoint"):
-        service_wsdl("PullPoint", f"{BASE}/wsn/PullPoint", BASE)
+        service_wsdl("NotificationConsumer", f"{BASE}/wsn/NotificationConsumer", BASE)
     with pytest.raises(ValueError, match="service_url"):
         service_wsdl("NotificationProducer", "/wsn/NotificationProducer", BASE)
     with pytest.raises(ValueError, match="base_url"):
@@ -448,6 +450,27 @@ EXPECTED_ACTIONS = {
         "GetCurrentMessage": f"{BW}/NotificationProducer/GetCurrentMessageRequest",
         "RegisterPublisher": f"{BRW}/RegisterPublisher/RegisterPublisherRequest",
     },
+    "PullPoint": {
+        "GetMessages": f"{BW}/PullPoint/GetMessagesRequest",
+        "DestroyPullPoint": f"{BW}/PullPoint/DestroyPullPointRequest",
+        "Notify": f"{BW}/NotificationConsumer/Notify",
+    },
+}
+
+# Service WSDL endpoint -> the bindings of further portTypes it serves at the same address: binding name
+# prefix (also the portType's local name) -> their actions.
+FURTHER_BINDING_ACTIONS = {
+    "SubscriptionManager": {
+        "PausableSubscriptionManager": {
+            "Renew": f"{BW}/PausableSubscriptionManager/RenewRequest",
+            "Unsubscribe": f"{BW}/PausableSubscriptionManager/UnsubscribeRequest",
+            "PauseSubscription": f"{BW}/PausableSubscriptionManager/PauseSubscriptionRequest",
+            "ResumeSubscription": f"{BW}/PausableSubscriptionManager/ResumeSubscriptionRequest",
+        },
+    },
+    "PullPoint": {
+        "CreatePullPoint": {"CreatePullPoint": f"{BW}/CreatePullPoint/CreatePullPointRequest"},
+    },
 }
 
 
@@ -460,13 +483,29 @@ def _port_type(qname: etree.QName) -> etree._Element:
 
 @pytest.mark.parametrize("endpoint", sorted(EXPECTED_ACTIONS))
 def test_bindings_cover_their_oasis_port_type_with_the_spec_actions_and_faults(endpoint: str) -> None:
+    _check_bindings(endpoint, endpoint, EXPECTED_ACTIONS[endpoint])
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "prefix"),
+    [(endpoint, prefix) for endpoint, further in FURTHER_BINDING_ACTIONS.items() for prefix in further],
+)
+def test_further_bindings_cover_their_oasis_port_type_with_the_spec_actions_and_faults(
+    endpoint: str, prefix: str
+) -> None:
+    _check_bindings(endpoint, prefix, FURTHER_BINDING_ACTIONS[endpoint][prefix])
+
+
+def _check_bindings(endpoint: str, prefix: str, expected_actions: dict[str, str]) -> None:
     root = xmlsafe.parse((WSDL_DIR / contract.SERVICE_WSDLS[endpoint]).read_bytes())
-    bindings = [b for b in root.findall(f"{{{WSDL}}}binding") if not b.get("name", "").startswith("Pausable")]
+    names = {f"{prefix}Soap11Binding", f"{prefix}Soap12Binding"}
+    bindings = [b for b in root.findall(f"{{{WSDL}}}binding") if b.get("name") in names]
     assert len(bindings) == 2
     protocols = set()
     for binding in bindings:
-        prefix, local = binding.get("type", "").split(":")
-        port_type = _port_type(etree.QName(binding.nsmap[prefix], local))
+        type_prefix, local = binding.get("type", "").split(":")
+        assert local == prefix
+        port_type = _port_type(etree.QName(binding.nsmap[type_prefix], local))
         soap_ns = WSDL_SOAP11 if binding.find(f"{{{WSDL_SOAP11}}}binding") is not None else WSDL_SOAP12
         protocols.add(soap_ns)
         soap_binding = binding.find(f"{{{soap_ns}}}binding")
@@ -480,7 +519,7 @@ def test_bindings_cover_their_oasis_port_type_with_the_spec_actions_and_faults(e
         actions = {
             name: op.find(f"{{{soap_ns}}}operation").get("soapAction") for name, op in concrete.items()
         }
-        assert actions == EXPECTED_ACTIONS[endpoint]
+        assert actions == expected_actions
         for name, operation in concrete.items():
             assert operation.find(f"{{{WSDL}}}input/{{{soap_ns}}}body").get("use") == "literal"
             has_output = abstract[name].find(f"{{{WSDL}}}output") is not None
@@ -496,6 +535,17 @@ def test_bindings_cover_their_oasis_port_type_with_the_spec_actions_and_faults(e
     assert protocols == {WSDL_SOAP11, WSDL_SOAP12}
 
 
+def test_pull_point_bindings_use_the_actions_the_broker_accepts() -> None:
+    # hiem refuses a request whose wsa:Action is not the operation's (wsa:ActionNotSupported)
+    bound = {**EXPECTED_ACTIONS["PullPoint"], **FURTHER_BINDING_ACTIONS["PullPoint"]["CreatePullPoint"]}
+    assert bound == {
+        "CreatePullPoint": pullpoint.ACTION_CREATE,
+        "GetMessages": pullpoint.ACTION_GET,
+        "DestroyPullPoint": pullpoint.ACTION_DESTROY,
+        "Notify": messages.ACTION_NOTIFY,
+    }
+
+
 def test_pausable_subscription_manager_bindings_cover_their_port_type() -> None:
     root = xmlsafe.parse((WSDL_DIR / contract.SERVICE_WSDLS["SubscriptionManager"]).read_bytes())
     pausable = [b for b in root.findall(f"{{{WSDL}}}binding") if b.get("name", "").startswith("Pausable")]
@@ -504,3 +554,24 @@ def test_pausable_subscription_manager_bindings_cover_their_port_type() -> None:
     abstract = {op.get("name") for op in port_type.findall(f"{{{WSDL}}}operation")}
     for binding in pausable:
         assert {op.get("name") for op in binding.findall(f"{{{WSDL}}}operation")} == abstract
+
+
+@pytest.mark.parametrize("endpoint", sorted(contract.SERVICE_WSDLS))
+def test_every_binding_is_checked_and_has_a_port_per_soap_version(endpoint: str) -> None:
+    # The tests above check the bindings by name; a binding or port they would not look at must not exist.
+    root = xmlsafe.parse((WSDL_DIR / contract.SERVICE_WSDLS[endpoint]).read_bytes())
+    prefixes = [endpoint, *FURTHER_BINDING_ACTIONS.get(endpoint, {})]
+    expected = {f"{prefix}Soap{version}": version for prefix in prefixes for version in ("11", "12")}
+    assert {b.get("name") for b in root.findall(f"{{{WSDL}}}binding")} == {f"{n}Binding" for n in expected}
+    (service,) = root.findall(f"{{{WSDL}}}service")
+    assert service.get("name") == f"{endpoint}Service"
+    ports = {port.get("name"): port for port in service.findall(f"{{{WSDL}}}port")}
+    assert set(ports) == {f"{n}Port" for n in expected}
+    for name, version in expected.items():
+        port = ports[f"{name}Port"]
+        assert port.get("binding") == f"hiem:{name}Binding"
+        assert port.nsmap["hiem"] == "urn:hiem:broker:1"
+        address_ns = WSDL_SOAP11 if version == "11" else WSDL_SOAP12
+        (address,) = port
+        assert address.tag == f"{{{address_ns}}}address"
+        assert address.get("location") == f"http://hiem.invalid/wsn/{endpoint}"
