@@ -103,6 +103,11 @@ def test_retention_bound_drops_the_oldest_with_an_audit_record(tmp_path):
         _subscribe(url, epr, topic)
         for count in range(4):
             _publish(url, topic, count)
+        # all four fanned out and the bound enforced (a moment with 2 stored can also come before that)
+        deadline = time.monotonic() + 20
+        while _scalar(database, "SELECT count(*) FROM deliveries WHERE state = 'dropped'") < 2:
+            assert time.monotonic() < deadline, "the retention bound never dropped the two oldest"
+            time.sleep(0.2)
         _wait_stored(database, 2)
         assert _counts(_get(url, epr)) == ["2", "3"], "the two oldest were dropped"
         assert _scalar(database, "SELECT count(*) FROM deliveries WHERE state = 'dropped'") == 2
