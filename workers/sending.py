@@ -9,10 +9,11 @@ Why this shape:
 
 * **Per-consumer queues instead of a trip through the database.** When one endpoint receives many
   subscriptions' deliveries (an HIE subscribing for many agencies is the usual HIEM shape), the ones
-  over its concurrency limit wait here, in memory, and go as soon as a slot frees. Only a queue longer
-  than :data:`ORIGIN_QUEUE_LIMIT` (a consumer that hangs) gives deliveries back to the database, so a slow
-  consumer holds at most its slots and that queue, never every sender thread or the Celery task.
-* **A bounded backlog.** :meth:`OriginQueues.submit` blocks when :data:`BACKLOG` claims wait in this
+  over its concurrency limit wait here, in memory, and go as soon as a slot frees. Only a queue that
+  stays at :data:`ORIGIN_QUEUE_LIMIT` for :data:`BUSY_WAIT_SECONDS` (a consumer that hangs) gives
+  deliveries back to the database, so a slow consumer holds at most its slots and that queue, never every
+  sender thread, and a Celery task for at most a few seconds.
+* **A bounded backlog.** :meth:`OriginQueues.submit_all` blocks when :data:`BACKLOG` claims wait in this
   process: backpressure on the Celery task, so a process never holds more than it can send soon.
 * **One writer for outcomes.** Sender threads hand their outcomes to the recorder, which writes up to
   :data:`RECORD_BATCH` of them per transaction. With SQLite that turns dozens of competing writers into
@@ -52,7 +53,9 @@ SENDER_THREADS = 32
 BACKLOG = 512
 #: claims that may wait for one consumer before the rest are given back to the database
 ORIGIN_QUEUE_LIMIT = 128
-#: how long a delivery over that limit waits before it is tried again
+#: how long a claim waits for room in its consumer's queue before it is given back to the database,
+#: and how long a claim given back waits before it is tried again
+BUSY_WAIT_SECONDS = 2.0
 BUSY_RETRY_SECONDS = 1.0
 #: outcomes per recording transaction, and how long the recorder waits to fill one
 RECORD_BATCH = 500
@@ -71,18 +74,35 @@ class OriginQueues:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hiem-sender")
         self._room = threading.BoundedSemaphore(backlog)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # an origin's queue got shorter
         self._waiting: dict[str, deque[tuple[Claim, float]]] = {}
         self._sending: dict[str, int] = {}
 
-    def submit(self, claim: Claim, origin: str) -> None:
-        """Queue one claimed delivery (blocks while the process's backlog is full)."""
-        with self._lock:
-            waiting = self._waiting.setdefault(origin, deque())
-            if len(waiting) >= ORIGIN_QUEUE_LIMIT:
+    def submit_all(self, admitted: list[tuple[Claim, str]]) -> None:
+        """Queue claimed deliveries. Blocks while the process's backlog is full, and while a consumer's own
+        queue is full for at most :data:`BUSY_WAIT_SECONDS`: a consumer that drains it slower than that (one
+        that hangs) gets the rest of its claims in this batch given back to the database instead."""
+        stalled: set[str] = set()
+        for claim, origin in admitted:
+            if origin in stalled or not self._wait_for_room(origin):
+                stalled.add(origin)
                 self._recorder.put(Attempted(
                     claim, origin, released_until=utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS),
                     released_reason="consumer busy (per-consumer concurrency limit)"))
-                return
+                continue
+            self._submit(claim, origin)
+
+    def _wait_for_room(self, origin: str) -> bool:
+        deadline = time.monotonic() + BUSY_WAIT_SECONDS
+        with self._changed:
+            while len(self._waiting.setdefault(origin, deque())) >= ORIGIN_QUEUE_LIMIT:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def _submit(self, claim: Claim, origin: str) -> None:
         self._room.acquire()
         with self._lock:
             if self._sending.get(origin, 0) < self._limit:
@@ -111,6 +131,7 @@ class OriginQueues:
                     self._sending[origin] -= 1
                     return
                 claim, queued_at = waiting.popleft()
+                self._changed.notify_all()
             if time.monotonic() - queued_at < self._lease / 2:
                 self._pool.submit(self._run, claim, origin)
                 return

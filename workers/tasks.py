@@ -57,10 +57,7 @@ def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
     # a worker slot per notification and starve every other consumer. Nothing is lost if this process
     # dies: each claim's lease expires and the sweeper sends it again.
     rt = runtime()
-    admitted = claim_admitted(rt, delivery_ids)
-    queues = rt.queues
-    for claim, origin in admitted:
-        queues.submit(claim, origin)
+    rt.queues.submit_all(claim_admitted(rt, delivery_ids))
 
 
 def claim_admitted(rt: Runtime, delivery_ids: list[int]) -> list[tuple[store.Claim, str]]:
