@@ -1,0 +1,130 @@
+"""The per-process delivery pipeline (workers.sending): per-consumer limits, a hanging consumer, batching."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from hiem.config import DeliverySettings
+from hiem.store.deliveries import Claim
+from workers import sending
+from workers.attempts import Attempted
+from workers.sending import OriginQueues, OutcomeRecorder
+
+
+def claim(n: int, address: str = "http://a.example/notify") -> Claim:
+    return Claim(delivery_id=n, attempt=1, notification_id=1, subscription_id=f"s{n}", consumer_address=address,
+                 consumer_reference_parameters=b"", manager_address="http://hiem/wsn/SubscriptionManager",
+                 dialect="http://docs.oasis-open.org/wsn/t-1/TopicExpression/Concrete", soap_version="1.2",
+                 sequence=n, topic_namespace="urn:t", topic_path="a", message_xml=b"<m/>",
+                 producer_reference=b"", created_at=datetime.now(UTC))
+
+
+class Batches:
+    """The recorder's write function: keeps every batch it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Attempted]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, batch: list[Attempted]) -> None:
+        with self.lock:
+            self.batches.append(list(batch))
+
+    def items(self) -> list[Attempted]:
+        with self.lock:
+            return [item for batch in self.batches for item in batch]
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def pipeline():  # type: ignore[no-untyped-def]
+    made: list[tuple[OriginQueues, OutcomeRecorder]] = []
+
+    def make(send, limit: int = 2):  # type: ignore[no-untyped-def]
+        written = Batches()
+        recorder = OutcomeRecorder(written)
+        recorder.start()
+        rt = SimpleNamespace(settings=SimpleNamespace(delivery=DeliverySettings(consumer_concurrency=limit)))
+        queues = OriginQueues(rt, send, recorder, threads=8, backlog=64)  # type: ignore[arg-type]
+        made.append((queues, recorder))
+        return queues, written
+
+    yield make
+    for queues, recorder in made:
+        queues.shutdown()
+        recorder.stop()
+
+
+def test_at_most_the_limit_per_consumer_and_every_outcome_recorded_in_batches(pipeline) -> None:  # type: ignore[no-untyped-def]
+    lock, sending_now, peak = threading.Lock(), [0], [0]
+
+    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
+        with lock:
+            sending_now[0] += 1
+            peak[0] = max(peak[0], sending_now[0])
+        time.sleep(0.01)
+        with lock:
+            sending_now[0] -= 1
+        return Attempted(c, origin, status_code=202)
+
+    queues, written = pipeline(send, limit=3)
+    queues.submit_all([(claim(n), "http://a.example:80") for n in range(40)])
+    wait_for(lambda: len(written.items()) == 40)
+    assert peak[0] == 3, "the per-consumer limit is what bounds concurrency"
+    assert sorted(item.claim.delivery_id for item in written.items()) == list(range(40))
+    assert len(written.batches) < 40, "outcomes are written in batches, not one transaction each"
+
+
+def test_a_hanging_consumer_does_not_hold_back_another(pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(sending, "ORIGIN_QUEUE_LIMIT", 2)
+    monkeypatch.setattr(sending, "BUSY_WAIT_SECONDS", 0.2)
+    release = threading.Event()
+
+    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
+        if origin == "http://hang:80":
+            release.wait(10)
+        return Attempted(c, origin, status_code=202)
+
+    queues, written = pipeline(send, limit=1)
+    started = time.monotonic()
+    queues.submit_all([(claim(n, "http://hang/"), "http://hang:80") for n in range(10)])
+    queues.submit_all([(claim(100 + n, "http://ok/"), "http://ok:80") for n in range(5)])
+    wait_for(lambda: sum(1 for i in written.items() if i.origin == "http://ok:80") == 5)
+    assert time.monotonic() - started < 3, "the healthy consumer waited behind the hanging one"
+    released = [i for i in written.items() if i.released_until is not None]
+    # 1 sending + 2 queued stay; the other 7 go back to the database without an attempt
+    assert sorted(i.claim.delivery_id for i in released) == list(range(3, 10))
+    assert all("busy" in i.released_reason for i in released)
+    release.set()
+    wait_for(lambda: sum(1 for i in written.items() if i.origin == "http://hang:80" and i.status_code) == 3)
+
+
+def test_recorder_retries_a_failed_write_then_stops_cleanly() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    calls: list[int] = []
+
+    def flaky(batch: list[Attempted]) -> None:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+
+    recorder = OutcomeRecorder(flaky)
+    recorder.start()
+    recorder.put(Attempted(claim(1), "http://a:80", status_code=200))
+    wait_for(lambda: len(calls) == 2)
+    recorder.put(Attempted(claim(2), "http://a:80", status_code=200))
+    recorder.stop()
+    assert not recorder.is_alive()
+    assert calls == [1, 1, 1], "the failed batch was written again, and the last one before stopping"
