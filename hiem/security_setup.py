@@ -17,12 +17,12 @@ from lxml import etree
 from hiem.config import Settings
 from hiem.errors import ConfigError
 from hiem.security import (
+    AssertionMinter,
     EnvelopeSigner,
     EnvelopeVerifier,
     ReplayCache,
     SecurityPolicy,
     ensure_dev_identity,
-    mint_assertion,
 )
 
 #: the broker's assertions are short-lived: one is minted per outgoing message (IDs are single-use)
@@ -80,21 +80,25 @@ def make_verifier(settings: Settings, replay: ReplayCache) -> EnvelopeVerifier:
 
 class BrokerSigner:
     """Signs each outgoing envelope with the broker's key and a freshly minted system assertion
-    (HIEM v2.0 §3.1.1: a system user, role code of the NHIN administrative/IT role)."""
+    (HIEM v2.0 §3.1.1: a system user, role code of the NHIN administrative/IT role).
+
+    The key, the certificate and the assertion's fixed content are prepared once; per message only the
+    assertion's ID and times change (receivers accept each assertion ID once). Shared by sender threads.
+    """
 
     def __init__(self, settings: Settings, identity: BrokerIdentity) -> None:
         self.settings = settings
         self.identity = identity
         self.issuer = settings.public_url or settings.audit.source_id or "hiem"
-
-    def sign(self, envelope: etree._Element) -> etree._Element:
-        sec = self.settings.security
-        assertion = mint_assertion(
-            key_pem=self.identity.key_pem, cert_pem=self.identity.cert_pem, issuer=self.issuer,
+        sec = settings.security
+        self._minter = AssertionMinter(
+            key_pem=identity.key_pem, cert_pem=identity.cert_pem, issuer=self.issuer,
             subject_id=f"hiem-broker@{sec.organization}", subject_name="hiem broker (system)",
             organization=sec.organization, organization_id=sec.organization_id,
             home_community_id=sec.home_community_id, lifetime_seconds=BROKER_ASSERTION_LIFETIME,
-            subject_confirmation_cert_pem=self.identity.cert_pem,
+            subject_confirmation_cert_pem=identity.cert_pem,
         )
-        signer = EnvelopeSigner(self.identity.key_pem, self.identity.cert_pem, assertion=assertion)
-        return signer.sign(envelope)
+        self._signer = EnvelopeSigner(identity.key_pem, identity.cert_pem)
+
+    def sign(self, envelope: etree._Element) -> etree._Element:
+        return self._signer.sign(envelope, assertion=self._minter.mint())

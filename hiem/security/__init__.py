@@ -17,7 +17,13 @@ Typical use at the SOAP edge::
 
 from __future__ import annotations
 
-from hiem.security.devkeys import DevIdentity, ensure_dev_identity, mint_assertion, wrap_with_assertion
+from hiem.security.devkeys import (
+    AssertionMinter,
+    DevIdentity,
+    ensure_dev_identity,
+    mint_assertion,
+    wrap_with_assertion,
+)
 from hiem.security.errors import AlertType, FaultSubcode, SecurityError
 from hiem.security.policy import SecurityPolicy
 from hiem.security.replay import MemoryReplayCache, ReplayCache
@@ -26,6 +32,7 @@ from hiem.security.verifying import EnvelopeVerifier, SecurityResult
 
 __all__ = [
     "AlertType",
+    "AssertionMinter",
     "DevIdentity",
     "EnvelopeSigner",
     "EnvelopeVerifier",

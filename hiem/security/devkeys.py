@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import fcntl
 import os
 import uuid
@@ -86,48 +87,81 @@ def mint_assertion(*, key_pem: bytes, cert_pem: bytes, issuer: str, subject_id: 
                    not_before: datetime | None = None, assertion_id: str | None = None,
                    subject_confirmation_cert_pem: bytes | None = None, subject_name: str | None = None) -> bytes:
     """Issue a signed NHIN-style saml2:Assertion (see the module docstring); returns its bytes."""
-    start = not_before or datetime.now(UTC)
-    assertion = _element(None, "Assertion", {"ID": assertion_id or f"_{uuid.uuid4().hex}", "Version": "2.0",
-                                             "IssueInstant": format_instant(start)})
-    _element(assertion, "Issuer").text = issuer
-    placeholder = etree.SubElement(assertion, q(ns.DS, "Signature"), Id="placeholder")
-    subject = _element(assertion, "Subject")
-    _element(subject, "NameID", {"Format": _name_format(subject_id)}).text = subject_id
-    method = HOLDER_OF_KEY if subject_confirmation_cert_pem is not None else SENDER_VOUCHES
-    confirmation = _element(subject, "SubjectConfirmation", {"Method": method})
-    if subject_confirmation_cert_pem is not None:
-        data = _element(confirmation, "SubjectConfirmationData", {q(_XSI, "type"): "saml2:KeyInfoConfirmationDataType"})
-        x509_data = etree.SubElement(etree.SubElement(data, q(ns.DS, "KeyInfo")), q(ns.DS, "X509Data"))
-        hok_cert = x509.load_pem_x509_certificate(subject_confirmation_cert_pem)
-        etree.SubElement(x509_data, q(ns.DS, "X509Certificate")).text = base64.b64encode(cert_der(hok_cert)).decode()
-    conditions = _element(assertion, "Conditions", {
-        "NotBefore": format_instant(start), "NotOnOrAfter": format_instant(start + timedelta(seconds=lifetime_seconds)),
-    })
-    if audience is not None:
-        _element(_element(conditions, "AudienceRestriction"), "Audience").text = audience
-    authn = _element(assertion, "AuthnStatement", {"AuthnInstant": format_instant(start)})
-    _element(_element(authn, "AuthnContext"), "AuthnContextClassRef").text = (
-        "urn:oasis:names:tc:SAML:2.0:ac:classes:X509")
-    statement = _element(assertion, "AttributeStatement")
-    for name, value in (("urn:oasis:names:tc:xspa:1.0:subject:subject-id", subject_name or subject_id),
-                        ("urn:oasis:names:tc:xspa:1.0:subject:organization", organization),
-                        ("urn:oasis:names:tc:xspa:1.0:subject:organization-id", organization_id),
-                        ("urn:nhin:names:saml:homeCommunityId", home_community_id)):
-        _attribute(statement, name).text = value
-    _coded(_attribute(statement, "urn:oasis:names:tc:xacml:2.0:subject:role"), "Role", role_code,
-           ROLE_CODE_SYSTEM, "SNOMED_CT", "Administrative healthcare staff" if role_code == "224608005" else None)
-    _coded(_attribute(statement, "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse"), "PurposeOfUse",
-           purpose_of_use, PURPOSE_CODE_SYSTEM, "nhin-purpose", None)
-    key = load_signing_key(key_pem)
-    ecdsa = isinstance(key, ec.EllipticCurvePrivateKey)
-    signer = XMLSigner(method=methods.enveloped,
-                       signature_algorithm=SignatureMethod.ECDSA_SHA256 if ecdsa else SignatureMethod.RSA_SHA256,
-                       digest_algorithm=DigestAlgorithm.SHA256,
-                       c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
-    assert placeholder.getparent() is assertion
-    signed = signer.sign(assertion, key=key, cert=cert_pem.decode("ascii"),
-                         reference_uri=f"#{assertion.get('ID')}")
-    return etree.tostring(signed)
+    minter = AssertionMinter(
+        key_pem=key_pem, cert_pem=cert_pem, issuer=issuer, subject_id=subject_id, organization=organization,
+        organization_id=organization_id, home_community_id=home_community_id, role_code=role_code,
+        purpose_of_use=purpose_of_use, audience=audience, lifetime_seconds=lifetime_seconds,
+        subject_confirmation_cert_pem=subject_confirmation_cert_pem, subject_name=subject_name)
+    return etree.tostring(minter.mint(not_before=not_before, assertion_id=assertion_id))
+
+
+class AssertionMinter:
+    """Issues assertions about one subject that differ only in their ID and times.
+
+    Why a class: the broker signs every Notify with a fresh assertion (receivers accept each assertion ID
+    once), and everything but the ID and the instants is the same every time. The fixed content is built,
+    and the key and certificate are loaded, once; each :meth:`mint` copies the template and signs it.
+    Safe to share between threads (nothing is mutated after ``__init__``).
+    """
+
+    def __init__(self, *, key_pem: bytes, cert_pem: bytes, issuer: str, subject_id: str, organization: str,
+                 organization_id: str, home_community_id: str, role_code: str = "224608005",
+                 purpose_of_use: str = "OPERATIONS", audience: str | None = None, lifetime_seconds: float = 300,
+                 subject_confirmation_cert_pem: bytes | None = None, subject_name: str | None = None) -> None:
+        self._key = load_signing_key(key_pem)
+        self._cert = cert_pem.decode("ascii")
+        self._ecdsa = isinstance(self._key, ec.EllipticCurvePrivateKey)
+        self._lifetime = timedelta(seconds=lifetime_seconds)
+        assertion = _element(None, "Assertion", {"ID": "", "Version": "2.0", "IssueInstant": ""})
+        _element(assertion, "Issuer").text = issuer
+        etree.SubElement(assertion, q(ns.DS, "Signature"), Id="placeholder")
+        subject = _element(assertion, "Subject")
+        _element(subject, "NameID", {"Format": _name_format(subject_id)}).text = subject_id
+        method = HOLDER_OF_KEY if subject_confirmation_cert_pem is not None else SENDER_VOUCHES
+        confirmation = _element(subject, "SubjectConfirmation", {"Method": method})
+        if subject_confirmation_cert_pem is not None:
+            data = _element(confirmation, "SubjectConfirmationData",
+                            {q(_XSI, "type"): "saml2:KeyInfoConfirmationDataType"})
+            x509_data = etree.SubElement(etree.SubElement(data, q(ns.DS, "KeyInfo")), q(ns.DS, "X509Data"))
+            hok_cert = x509.load_pem_x509_certificate(subject_confirmation_cert_pem)
+            etree.SubElement(x509_data, q(ns.DS, "X509Certificate")).text = \
+                base64.b64encode(cert_der(hok_cert)).decode()
+        conditions = _element(assertion, "Conditions", {"NotBefore": "", "NotOnOrAfter": ""})
+        if audience is not None:
+            _element(_element(conditions, "AudienceRestriction"), "Audience").text = audience
+        authn = _element(assertion, "AuthnStatement", {"AuthnInstant": ""})
+        _element(_element(authn, "AuthnContext"), "AuthnContextClassRef").text = (
+            "urn:oasis:names:tc:SAML:2.0:ac:classes:X509")
+        statement = _element(assertion, "AttributeStatement")
+        for name, value in (("urn:oasis:names:tc:xspa:1.0:subject:subject-id", subject_name or subject_id),
+                            ("urn:oasis:names:tc:xspa:1.0:subject:organization", organization),
+                            ("urn:oasis:names:tc:xspa:1.0:subject:organization-id", organization_id),
+                            ("urn:nhin:names:saml:homeCommunityId", home_community_id)):
+            _attribute(statement, name).text = value
+        _coded(_attribute(statement, "urn:oasis:names:tc:xacml:2.0:subject:role"), "Role", role_code,
+               ROLE_CODE_SYSTEM, "SNOMED_CT", "Administrative healthcare staff" if role_code == "224608005" else None)
+        _coded(_attribute(statement, "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse"), "PurposeOfUse",
+               purpose_of_use, PURPOSE_CODE_SYSTEM, "nhin-purpose", None)
+        self._template = assertion
+
+    def mint(self, *, not_before: datetime | None = None, assertion_id: str | None = None) -> etree._Element:
+        """A freshly signed assertion (a new element each time), valid from ``not_before`` (now)."""
+        start = not_before or datetime.now(UTC)
+        instant = format_instant(start)
+        assertion = copy.deepcopy(self._template)
+        assertion.set("ID", assertion_id or f"_{uuid.uuid4().hex}")
+        assertion.set("IssueInstant", instant)
+        conditions = assertion.find(q(ns.SAML2, "Conditions"))
+        conditions.set("NotBefore", instant)
+        conditions.set("NotOnOrAfter", format_instant(start + self._lifetime))
+        assertion.find(q(ns.SAML2, "AuthnStatement")).set("AuthnInstant", instant)
+        # XMLSigner keeps per-call state: one per assertion, so threads can share this minter
+        signer = XMLSigner(method=methods.enveloped,
+                           signature_algorithm=SignatureMethod.ECDSA_SHA256 if self._ecdsa
+                           else SignatureMethod.RSA_SHA256,
+                           digest_algorithm=DigestAlgorithm.SHA256,
+                           c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
+        return signer.sign(assertion, key=self._key, cert=self._cert, reference_uri=f"#{assertion.get('ID')}")
 
 
 def wrap_with_assertion(envelope: etree._Element, assertion_bytes: bytes,

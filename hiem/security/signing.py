@@ -69,8 +69,12 @@ class EnvelopeSigner:
         self._key: SigningKey = key
         self._cert = cert
 
-    def sign(self, envelope: etree._Element) -> etree._Element:
-        """Add the wsse:Security header and sign; returns ``envelope`` itself, changed in place."""
+    def sign(self, envelope: etree._Element, assertion: etree._Element | None = None) -> etree._Element:
+        """Add the wsse:Security header and sign; returns ``envelope`` itself, changed in place.
+
+        ``assertion``: a saml2:Assertion element to carry instead of the signer's own (the broker passes a
+        freshly minted one per message; the element is moved into the envelope).
+        """
         parts = soap_parts(envelope)
         security = ensure_security(parts)
         if children(security, q(ns.DS, "Signature")) or children(security, q(ns.WSU, "Timestamp")):
@@ -83,10 +87,14 @@ class EnvelopeSigner:
         token.text = base64.b64encode(cert_der(self._cert)).decode("ascii")
         security.insert(0, timestamp)
         security.insert(1, token)
-        if self.assertion is not None:
+        if assertion is None and self.assertion is not None:
+            assertion = xmlsafe.parse(self.assertion)
+        if assertion is not None:
+            if assertion.tag != q(ns.SAML2, "Assertion"):
+                raise ValueError("EnvelopeSigner: the assertion is not a saml2:Assertion")
             if children(security, q(ns.SAML2, "Assertion")):
                 raise ValueError("the envelope already carries a SAML assertion")
-            security.append(xmlsafe.parse(self.assertion))
+            security.append(assertion)
         references = [SignatureReference(URI=f"#{_ensure_id(element)}") for element in self._targets(parts, timestamp)]
         id_index(envelope)  # signxml would silently sign the wrong thing for an ambiguous id: refuse first
         signature = self._xml_signer().sign(envelope, key=self._key, reference_uri=references,

@@ -76,9 +76,9 @@ def test_security_error_carries_reason_alert_type_and_wsse_subcode() -> None:
 
 
 EXPECTED = {
-    "AlertType", "DevIdentity", "EnvelopeSigner", "EnvelopeVerifier", "FaultSubcode", "MemoryReplayCache",
-    "ReplayCache", "SecurityError", "SecurityPolicy", "SecurityResult", "ensure_dev_identity", "mint_assertion",
-    "wrap_with_assertion",
+    "AlertType", "AssertionMinter", "DevIdentity", "EnvelopeSigner", "EnvelopeVerifier", "FaultSubcode",
+    "MemoryReplayCache", "ReplayCache", "SecurityError", "SecurityPolicy", "SecurityResult", "ensure_dev_identity",
+    "mint_assertion", "wrap_with_assertion",
 }
 
 

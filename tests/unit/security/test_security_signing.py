@@ -126,3 +126,21 @@ def test_existing_wsu_ids_are_reused(kit) -> None:
     EnvelopeSigner(kit.gateway.key_pem, kit.gateway.cert_pem).sign(envelope)
     uris = [r.get("URI") for r in envelope.iter(f"{{{ns.DS}}}Reference")]
     assert "#body-1" in uris
+
+
+def test_broker_signer_carries_a_fresh_assertion_per_message_that_one_consumer_accepts_each_time(kit) -> None:
+    from hiem.config import load_settings
+    from hiem.security import MemoryReplayCache
+    from hiem.security_setup import BrokerIdentity, BrokerSigner
+
+    broker = kit.gateway
+    signer = BrokerSigner(load_settings({"HIEM_DEV": "1"}), BrokerIdentity(broker.key_pem, broker.cert_pem))
+    consumer = kit.verifier(consumer_policy(broker), cache=MemoryReplayCache())  # one replay cache for all
+    seen = set()
+    for index in range(3):
+        envelope = kit.wire(signer.sign(kit.envelope(ns.SOAP12)))
+        assertion = envelope.find(f".//{SECURITY}/{{{ns.SAML2}}}Assertion")
+        seen.add(assertion.get("ID"))
+        result = consumer.verify(envelope)
+        assert result.authenticated and result.role == "224608005", index
+    assert len(seen) == 3, "a consumer's replay check accepts each assertion ID once: one per message"
