@@ -62,3 +62,23 @@ def test_consumer_requiring_a_client_certificate_refuses_a_broker_without_one(tl
     with pytest.raises(ConsumerUnreachable):
         _deliver(DeliverySettings(ca_file=str(pki.ca_file)), consumer.port)
     assert consumer.received == []
+
+
+def test_pinned_https_delivery_verifies_the_certificate_for_the_host_name_not_the_ip(tls_consumer):
+    """DNS pinning (connect_to) keeps SNI and certificate verification on the address's host name."""
+    consumer, pki = tls_consumer
+    broker = pki.issue("broker", server=False)
+    settings = DeliverySettings(ca_file=str(pki.ca_file), client_cert_file=str(broker.cert),
+                                client_key_file=str(broker.key))
+    channel = SoapHttpChannel(settings)
+    try:
+        outcome = channel.deliver(DeliveryRequest(address=f"https://localhost:{consumer.port}/notify", body=b"<x/>",
+                                                  connect_to="127.0.0.1"))
+        assert outcome.status_code == 202
+        assert consumer.received[-1].headers["Host"] == f"localhost:{consumer.port}"
+        with pytest.raises(ConsumerUnreachable, match=r"(?i)certificate|hostname"):
+            channel.deliver(DeliveryRequest(address=f"https://consumer.invalid:{consumer.port}/notify",
+                                            body=b"<x/>", connect_to="127.0.0.1"))
+    finally:
+        channel.close()
+    assert len(consumer.received) == 1, "the certificate that does not name the host got nothing"
