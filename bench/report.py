@@ -153,13 +153,13 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         for n, size in entry["sizes"].items():
             extra = ""
-            if "no_parallel_query" in size:
-                extra = f" (parallel query off: {_fmt(size['no_parallel_query']['median_ms'])} ms)"
+            if "parallel_query_on" in size:
+                extra = f" (PostgreSQL's default parallel query: {_fmt(size['parallel_query_on']['median_ms'])} ms)"
             row(f"matching: fan_out INSERT..SELECT, {entry['probe_matches']} matches", database, _fmt(int(n)),
                 f"{_fmt(size['median_ms'])} ms{extra}", "", "", "-")
         ratio_text = _fmt(entry.get("ratio"))
-        if entry.get("ratio_no_parallel_query") is not None:
-            ratio_text += f" (parallel query off: {_fmt(entry['ratio_no_parallel_query'])})"
+        if entry.get("ratio_parallel_query_on") is not None:
+            ratio_text += f" (PostgreSQL's default parallel query: {_fmt(entry['ratio_parallel_query_on'])})"
         row("matching: largest / smallest", database, "", "", "", ratio_text, "")
     for mode, memory in results.get("memory", {}).items():
         for n, by in memory.get("by_n", {}).items():
