@@ -135,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # -- serve / worker -----------------------------------------------------------------------------------------
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.memory import limit_malloc_arenas
     from hiem.server import run_server
 
     if settings.dev:
@@ -142,6 +143,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             print("hiem: --dev binds to loopback only; use --host 127.0.0.1", file=sys.stderr)
             return 2
         print(DEV_BANNER, file=sys.stderr, flush=True)
+    limit_malloc_arenas()
     return run_server(settings, host=args.host, port=args.port, threads=args.threads, ops_host=args.ops_host,
                       ops_port=args.ops_port)
 
@@ -151,12 +153,14 @@ def _host_ip(host: str) -> str:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.memory import limit_malloc_arenas
     from hiem.server import run_worker
 
     if settings.embedded:
         print("hiem worker needs HIEM_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without it `hiem serve` "
               "runs its own embedded worker", file=sys.stderr)
         return 2
+    limit_malloc_arenas()
     return run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel,
                       sweeper=not args.no_sweeper)
 
