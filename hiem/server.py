@@ -71,6 +71,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
         worker.start()
     finally:
         sweeper.stop()
+        sweeper.join(timeout=30)  # a sweep in progress must not rebuild the runtime after it is closed
         worker_runtime.shutdown()
         shipper.stop()
         server.stop()

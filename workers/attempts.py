@@ -9,7 +9,7 @@ the successes, one multi-row INSERT for their audit events, the breaker once per
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -63,14 +63,23 @@ def send(rt: Runtime, claim: store.Claim, origin: str) -> Attempted:
     return Attempted(claim, origin, status_code=outcome.status_code)
 
 
-def record(rt: Runtime, attempts: list[Attempted]) -> dict[int, str]:
-    """Write a batch of outcomes in one transaction; returns each recorded delivery's new state.
+@dataclass
+class Recorded:
+    """What a batch of outcomes changed: each recorded delivery's new state, and the origins it parked."""
+
+    states: dict[int, str] = field(default_factory=dict)
+    parked: dict[str, datetime] = field(default_factory=dict)
+
+
+def record(rt: Runtime, attempts: list[Attempted]) -> Recorded:
+    """Write a batch of outcomes in one transaction.
 
     An outcome whose delivery was meanwhile claimed again by someone else (its lease expired) is not
-    recorded: the conditional UPDATEs match no row, and the newer attempt records itself.
+    recorded: the conditional UPDATEs match no row, the newer attempt records itself, and neither an
+    audit event nor a breaker failure is written for the stale one.
     """
     settings = rt.settings.delivery
-    states: dict[int, str] = {}
+    result = Recorded()
     with rt.db.session() as session:
         released: dict[tuple[datetime, str], list[store.Claim]] = {}
         for item in attempts:
@@ -81,23 +90,29 @@ def record(rt: Runtime, attempts: list[Attempted]) -> dict[int, str]:
         sent = [item for item in attempts if item.released_until is None and item.error is None]
         recorded = store.record_delivered_many(session, [(item.claim, item.status_code) for item in sent])
         audit.add_many(session, [export_event(rt, item.claim) for item in sent if item.claim.delivery_id in recorded])
-        states.update(dict.fromkeys(recorded, "delivered"))
-        for origin in {item.origin for item in sent}:
+        result.states.update(dict.fromkeys(recorded, "delivered"))
+        # origins in a fixed order: two processes updating the same breaker rows never deadlock
+        for origin in sorted({item.origin for item in sent if item.claim.delivery_id in recorded}):
             breaker.record_success(session, origin)
-        for item in attempts:
+        for item in sorted(attempts, key=lambda a: a.origin):
             if item.released_until is not None or item.error is None:
                 continue
             error = item.error
-            if error.retryable:
-                breaker.record_failure(session, item.origin, str(error), threshold=settings.breaker_threshold,
-                                       first_park=settings.breaker_park_seconds)
             state = store.record_failure(session, item.claim, error=str(error), status_code=error.status_code,
                                          retryable=error.retryable, retry_after=error.retry_after, settings=settings)
-            states[item.claim.delivery_id] = state
+            if state is None:
+                continue
+            result.states[item.claim.delivery_id] = state
+            if error.retryable:
+                parked = breaker.record_failure(session, item.origin, str(error),
+                                                threshold=settings.breaker_threshold,
+                                                first_park=settings.breaker_park_seconds)
+                if parked is not None:
+                    result.parked[item.origin] = parked
             if state == "dead":
                 audit.add(session, export_event(rt, item.claim, EventOutcomeIndicator.SERIOUS_FAILURE,
                                                 f"delivery given up: {error}"))
-    return states
+    return result
 
 
 def export_event(rt: Runtime, claim: store.Claim,

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hiem.audit.trail import AuditTrail
@@ -32,7 +33,6 @@ class Runtime:
     db: Database
     audit: AuditTrail
     _channels: dict[str, DeliveryChannel] = field(default_factory=dict)
-    _slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     _signer: BrokerSigner | None = None
@@ -69,12 +69,10 @@ class Runtime:
                 self._signer = BrokerSigner(self.settings, broker_identity(self.settings))
             return self._signer
 
-    def consumer_slots(self, origin: str) -> threading.BoundedSemaphore:
-        """The per-consumer concurrency limit of this process (HIEM_CONSUMER_CONCURRENCY)."""
-        with self._lock:
-            if origin not in self._slots:
-                self._slots[origin] = threading.BoundedSemaphore(self.settings.delivery.consumer_concurrency)
-            return self._slots[origin]
+    def park(self, origin: str, until: datetime) -> None:
+        """Tell this process's delivery queues that the breaker parked ``origin`` (if they exist)."""
+        if self._queues is not None:
+            self._queues.park(origin, until)
 
     def channel(self, name: str) -> DeliveryChannel:
         with self._lock:

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -62,7 +62,13 @@ RECORD_BATCH = 500
 RECORD_LINGER_SECONDS = 0.02
 
 class OriginQueues:
-    """Claims waiting per consumer origin; at most ``limit`` of each origin's are being sent at once."""
+    """Claims waiting per consumer origin; at most ``limit`` of each origin's are being sent at once.
+
+    A claim is sent only while it is fresh: one that waited half its lease (``HIEM_VISIBILITY_TIMEOUT``)
+    is given back instead, so its lease cannot expire mid-POST and have another worker send it too; one
+    whose origin the breaker parked meanwhile waits in the database until the park ends; and a stopping
+    process gives back what it has not started, so a graceful stop re-sends nothing.
+    """
 
     def __init__(self, rt: Runtime, send: Callable[[Runtime, Claim, str], Attempted],
                  recorder: OutcomeRecorder, *, threads: int = SENDER_THREADS, backlog: int = BACKLOG) -> None:
@@ -70,27 +76,34 @@ class OriginQueues:
         self._send = send
         self._recorder = recorder
         self._limit = rt.settings.delivery.consumer_concurrency
-        self._lease = rt.settings.delivery.visibility_timeout
+        self._fresh_for = rt.settings.delivery.visibility_timeout / 2
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hiem-sender")
         self._room = threading.BoundedSemaphore(backlog)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # an origin's queue got shorter
         self._waiting: dict[str, deque[tuple[Claim, float]]] = {}
         self._sending: dict[str, int] = {}
+        self._parked: dict[str, datetime] = {}
+        self._closing = False
 
     def submit_all(self, admitted: list[tuple[Claim, str]]) -> None:
         """Queue claimed deliveries. Blocks while the process's backlog is full, and while a consumer's own
         queue is full for at most :data:`BUSY_WAIT_SECONDS`: a consumer that drains it slower than that (one
         that hangs) gets the rest of its claims in this batch given back to the database instead."""
+        claimed_at = time.monotonic()
         stalled: set[str] = set()
         for claim, origin in admitted:
             if origin in stalled or not self._wait_for_room(origin):
                 stalled.add(origin)
-                self._recorder.put(Attempted(
-                    claim, origin, released_until=utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS),
-                    released_reason="consumer busy (per-consumer concurrency limit)"))
+                self._give_back(claim, origin, utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS),
+                                "consumer busy (per-consumer concurrency limit)")
                 continue
-            self._submit(claim, origin)
+            self._submit(claim, origin, claimed_at)
+
+    def park(self, origin: str, until: datetime) -> None:
+        """The breaker parked ``origin``: claims of it not yet sent wait in the database until ``until``."""
+        with self._lock:
+            self._parked[origin] = until
 
     def _wait_for_room(self, origin: str) -> bool:
         deadline = time.monotonic() + BUSY_WAIT_SECONDS
@@ -102,49 +115,81 @@ class OriginQueues:
                 self._changed.wait(left)
         return True
 
-    def _submit(self, claim: Claim, origin: str) -> None:
+    def _submit(self, claim: Claim, origin: str, claimed_at: float) -> None:
         self._room.acquire()
         with self._lock:
             if self._sending.get(origin, 0) < self._limit:
                 self._sending[origin] = self._sending.get(origin, 0) + 1
                 start = True
             else:
-                self._waiting[origin].append((claim, time.monotonic()))
+                self._waiting[origin].append((claim, claimed_at))
                 start = False
         if start:
-            self._pool.submit(self._run, claim, origin)
+            self._start(claim, origin, claimed_at)
 
-    def _run(self, claim: Claim, origin: str) -> None:
+    def _start(self, claim: Claim, origin: str, claimed_at: float) -> None:
         try:
-            self._recorder.put(self._send(self._rt, claim, origin))
+            self._pool.submit(self._run, claim, origin, claimed_at)
+        except RuntimeError:  # the pool is shutting down
+            self._room.release()
+            self._give_back(claim, origin, utcnow(), "worker stopping")
+            self._next(origin)
+
+    def _run(self, claim: Claim, origin: str, claimed_at: float) -> None:
+        try:
+            held_back = self._held_back(origin, claimed_at)
+            if held_back is not None:
+                self._give_back(claim, origin, *held_back)
+            else:
+                self._recorder.put(self._send(self._rt, claim, origin))
         except Exception:  # send() never raises; if it does, the lease brings the delivery back
             log.exception("a sender thread failed")
         finally:
             self._room.release()
             self._next(origin)
 
+    def _held_back(self, origin: str, claimed_at: float) -> tuple[datetime, str] | None:
+        """Why a claim must not be sent now (and when it is due again), or None."""
+        now = utcnow()
+        with self._lock:
+            closing, parked = self._closing, self._parked.get(origin)
+        if closing:
+            return now, "worker stopping"
+        if parked is not None and parked > now:
+            return parked, f"consumer parked by the circuit breaker until {parked:%H:%M:%S}"
+        if time.monotonic() - claimed_at >= self._fresh_for:
+            return now, "waited too long for the consumer"
+        return None
+
     def _next(self, origin: str) -> None:
-        while True:
-            with self._lock:
-                waiting = self._waiting.get(origin)
-                if not waiting:
-                    self._sending[origin] -= 1
-                    return
-                claim, queued_at = waiting.popleft()
-                self._changed.notify_all()
-            if time.monotonic() - queued_at < self._lease / 2:
-                self._pool.submit(self._run, claim, origin)
+        with self._lock:
+            waiting = self._waiting.get(origin)
+            if not waiting:
+                self._sending[origin] -= 1
                 return
-            # waited so long its lease may run out mid-POST and another worker send it too: give it back
-            self._room.release()
-            self._recorder.put(Attempted(claim, origin, released_until=utcnow(),
-                                         released_reason="waited too long for the consumer"))
+            claim, claimed_at = waiting.popleft()
+            self._changed.notify_all()
+        self._start(claim, origin, claimed_at)
+
+    def _give_back(self, claim: Claim, origin: str, until: datetime, reason: str) -> None:
+        self._recorder.put(Attempted(claim, origin, released_until=until, released_reason=reason))
 
     def waiting(self) -> int:
         with self._lock:
             return sum(len(q) for q in self._waiting.values())
 
     def shutdown(self) -> None:
+        """Finish the POSTs in progress; give back every claim not started (recorded by the recorder,
+        which must be stopped after this)."""
+        with self._lock:
+            self._closing = True
+            pending = [(claim, origin) for origin, queued in self._waiting.items() for claim, _ in queued]
+            for queued in self._waiting.values():
+                queued.clear()
+            self._changed.notify_all()
+        for claim, origin in pending:
+            self._room.release()
+            self._give_back(claim, origin, utcnow(), "worker stopping")
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 

@@ -112,15 +112,25 @@ def deliver_now(delivery_id: int) -> str | None:
     if not admitted:
         return None
     claim, origin = admitted[0]
-    states = record(rt, [send(rt, claim, origin)])
-    state = states.get(delivery_id)
+    states = record(rt, [send(rt, claim, origin)]).states
     follow_in_order(rt, states)
-    return state
+    return states.get(delivery_id)
 
 
 def record_and_follow(rt: Runtime, batch: list[Attempted]) -> None:
-    """The recorder's write: a batch of outcomes in one transaction, then ordered delivery's next ones."""
-    follow_in_order(rt, record(rt, batch))
+    """The recorder's write: a batch of outcomes in one transaction, then what follows from it.
+
+    Only ``record`` may raise (the recorder retries the batch); what follows is best effort once the
+    outcomes are committed: an origin the breaker parked holds back this process's queued claims for it,
+    and ordered delivery's next deliveries are enqueued (if that fails, the sweeper enqueues them later).
+    """
+    recorded = record(rt, batch)
+    for origin, until in recorded.parked.items():
+        rt.park(origin, until)
+    try:
+        follow_in_order(rt, recorded.states)
+    except Exception:
+        log.warning("could not enqueue the next ordered deliveries; the sweeper will", exc_info=True)
 
 
 def follow_in_order(rt: Runtime, states: dict[int, str]) -> None:

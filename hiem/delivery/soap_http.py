@@ -38,6 +38,35 @@ from hiem.errors import (
 
 _RETRYABLE_STATUS = {408, 429}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: a kept-alive connection idle longer than this is not reused: a NAT, firewall or consumer may have
+#: dropped it without a FIN, and with no retries a stale connection would cost an attempt (httpx's
+#: default keep-alive expiry is 5 s)
+IDLE_EXPIRY_SECONDS = 4.0
+
+
+class _ExpiringConnections:
+    """Pool mixin: close a connection that sat idle longer than :data:`IDLE_EXPIRY_SECONDS` before reuse
+    (urllib3 reconnects a closed connection on its next request)."""
+
+    def _get_conn(self, timeout: float | None = None):  # type: ignore[no-untyped-def]
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        idle_since = getattr(conn, "_hiem_idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since > IDLE_EXPIRY_SECONDS:
+            conn.close()
+        return conn
+
+    def _put_conn(self, conn) -> None:  # type: ignore[no-untyped-def]
+        if conn is not None:
+            conn._hiem_idle_since = time.monotonic()
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _HTTPPool(_ExpiringConnections, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _HTTPSPool(_ExpiringConnections, urllib3.HTTPSConnectionPool):
+    pass
 
 
 class SoapHttpChannel:
@@ -48,8 +77,8 @@ class SoapHttpChannel:
             num_pools=1000, maxsize=max_connections, block=False, retries=False,
             timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
             ssl_context=delivery_context(settings),
-            headers={"User-Agent": "hiem-broker"},
         )
+        self._pools.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def deliver(self, request: DeliveryRequest) -> DeliveryOutcome:
         started = time.monotonic()
@@ -94,12 +123,13 @@ class SoapHttpChannel:
             raise ValueError(f"{request.address!r} is not an http(s) URL with a host")
         port = parts.port or _DEFAULT_PORTS[scheme]
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = dict(request.headers)
+        headers = {"User-Agent": "hiem-broker", **request.headers}
         if not request.connect_to:
             return self._pools.connection_from_host(host, port, scheme), path, headers
         name = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets in Host
         headers["Host"] = name if port == _DEFAULT_PORTS[scheme] else f"{name}:{port}"
-        extra = {"server_hostname": host, "assert_hostname": host} if scheme == "https" else None
+        name_to_verify = host.rstrip(".")  # "example.org." names the same host; certificates never end in "."
+        extra = {"server_hostname": name_to_verify, "assert_hostname": name_to_verify} if scheme == "https" else None
         return self._pools.connection_from_host(request.connect_to, port, scheme, pool_kwargs=extra), path, headers
 
     def close(self) -> None:

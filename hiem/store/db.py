@@ -7,6 +7,7 @@ read transaction tries to upgrade; a 30 s busy timeout.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from hiem.errors import ConfigError
 
 
 def utcnow() -> datetime:
@@ -27,10 +30,20 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+#: SQLite page cache per connection, in KiB (a negative cache_size is KiB)
+SQLITE_CACHE_KIB = -1024
+
+
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise ConfigError(f"SQLite {sqlite3.sqlite_version} is too old: hiem needs 3.35 or later "
+                              "(UPDATE .. RETURNING); use a newer Python build or PostgreSQL")
+        # Few idle connections and a small page cache each: every SQLite connection keeps its own cache
+        # (2 MB by default), so 20-odd pooled connections on a large database added tens of MB to the
+        # process; the OS page cache serves re-reads anyway (docs/performance.md, "Memory").
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                               pool_size=20, max_overflow=20)
+                               pool_size=8, max_overflow=32)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -39,6 +52,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA cache_size={SQLITE_CACHE_KIB}")
             cursor.close()
 
         @event.listens_for(engine, "begin")

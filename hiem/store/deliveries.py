@@ -322,8 +322,9 @@ def backoff_seconds(attempt: int, settings: DeliverySettings, retry_after: float
 
 
 def record_failure(session: Session, claim_: Claim, *, error: str, status_code: int | None, retryable: bool,
-                   retry_after: float | None, settings: DeliverySettings) -> str:
-    """Record a failed attempt; returns the new state (retrying or dead)."""
+                   retry_after: float | None, settings: DeliverySettings) -> str | None:
+    """Record a failed attempt; returns the new state (retrying or dead), or None when the attempt was
+    no longer this claim's to record (its lease expired and the delivery was claimed again)."""
     now = utcnow()
     age = (now - claim_.created_at).total_seconds()
     exhausted = claim_.attempt >= settings.max_attempts or age >= settings.max_age_seconds
@@ -332,14 +333,14 @@ def record_failure(session: Session, claim_: Claim, *, error: str, status_code: 
         error = f"{error} (gave up after {claim_.attempt} attempts, {int(age)} s)"
     next_at = now + timedelta(seconds=backoff_seconds(claim_.attempt, settings, retry_after)) \
         if state is S.RETRYING else None
-    session.execute(
+    recorded = session.execute(
         update(Delivery)
         .where(Delivery.id == claim_.delivery_id, Delivery.state == S.IN_FLIGHT.value,
                Delivery.attempts == claim_.attempt)
         .values(state=state.value, last_error=error[:500], last_status=status_code, updated_at=now,
                 next_attempt_at=next_at, lease_until=None)
-    )
-    return state.value
+    ).rowcount
+    return state.value if recorded == 1 else None
 
 
 # -- the sweeper's queries ---------------------------------------------------------------------------------

@@ -63,3 +63,14 @@ def test_connection_is_pinned_to_the_checked_address():
         finally:
             channel.close()
         assert consumer.received[0].headers["Host"] == f"consumer.invalid:{consumer.port}"
+
+
+def test_deliveries_say_who_sends_them():
+    with RecordingConsumer() as consumer:
+        channel = SoapHttpChannel(DeliverySettings())
+        try:
+            channel.deliver(DeliveryRequest(address=consumer.url, body=b"<x/>"))
+            channel.deliver(DeliveryRequest(address=consumer.url, body=b"<x/>", connect_to="127.0.0.1"))
+        finally:
+            channel.close()
+        assert [r.headers["User-Agent"] for r in consumer.received] == ["hiem-broker", "hiem-broker"]

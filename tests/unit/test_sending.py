@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -51,11 +51,12 @@ def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyp
 def pipeline():  # type: ignore[no-untyped-def]
     made: list[tuple[OriginQueues, OutcomeRecorder]] = []
 
-    def make(send, limit: int = 2):  # type: ignore[no-untyped-def]
+    def make(send, limit: int = 2, lease: float = 60.0):  # type: ignore[no-untyped-def]
         written = Batches()
         recorder = OutcomeRecorder(written)
         recorder.start()
-        rt = SimpleNamespace(settings=SimpleNamespace(delivery=DeliverySettings(consumer_concurrency=limit)))
+        delivery = DeliverySettings(consumer_concurrency=limit, visibility_timeout=lease)
+        rt = SimpleNamespace(settings=SimpleNamespace(delivery=delivery))
         queues = OriginQueues(rt, send, recorder, threads=8, backlog=64)  # type: ignore[arg-type]
         made.append((queues, recorder))
         return queues, written
@@ -128,3 +129,62 @@ def test_recorder_retries_a_failed_write_then_stops_cleanly() -> None:
     recorder.stop()
     assert not recorder.is_alive()
     assert calls == [1, 1, 1], "the failed batch was written again, and the last one before stopping"
+
+
+def test_claims_of_an_origin_parked_meanwhile_go_back_until_the_park_ends(pipeline) -> None:  # type: ignore[no-untyped-def]
+    gate = threading.Event()
+    sent: list[int] = []
+
+    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
+        gate.wait(10)
+        sent.append(c.delivery_id)
+        return Attempted(c, origin, status_code=202)
+
+    queues, written = pipeline(send, limit=1)
+    queues.submit_all([(claim(n), "http://a:80") for n in range(4)])
+    until = datetime.now(UTC) + timedelta(minutes=5)
+    queues.park("http://a:80", until)  # what the recorder does when a failure parks the origin
+    gate.set()
+    wait_for(lambda: len(written.items()) == 4)
+    assert sent == [0], "only the claim already being sent went out"
+    released = sorted((i for i in written.items() if i.released_until), key=lambda i: i.claim.delivery_id)
+    assert [i.claim.delivery_id for i in released] == [1, 2, 3]
+    assert all(i.released_until == until and "parked" in i.released_reason for i in released)
+
+
+def test_a_stopping_process_gives_back_what_it_has_not_started(pipeline) -> None:  # type: ignore[no-untyped-def]
+    gate = threading.Event()
+
+    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
+        gate.wait(10)
+        return Attempted(c, origin, status_code=202)
+
+    queues, written = pipeline(send, limit=2)
+    queues.submit_all([(claim(n), "http://a:80") for n in range(6)])
+    stopper = threading.Thread(target=queues.shutdown)
+    stopper.start()
+    wait_for(lambda: len(written.items()) == 4)  # the 4 queued ones, given back at once
+    gate.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    wait_for(lambda: len(written.items()) == 6)
+    items = written.items()
+    assert sorted(i.claim.delivery_id for i in items if i.status_code) == [0, 1], "sends in progress finish"
+    assert sorted(i.claim.delivery_id for i in items if i.released_until) == [2, 3, 4, 5]
+    assert all(i.released_reason == "worker stopping" for i in items if i.released_until)
+
+
+def test_a_claim_that_waited_half_its_lease_is_given_back_not_sent(pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    sent: list[int] = []
+
+    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
+        sent.append(c.delivery_id)
+        time.sleep(0.3)
+        return Attempted(c, origin, status_code=202)
+
+    queues, written = pipeline(send, limit=1, lease=0.4)
+    queues.submit_all([(claim(n), "http://a:80") for n in range(3)])
+    wait_for(lambda: len(written.items()) == 3)
+    assert sent == [0], "the others would have outlived half their 0.4 s lease before their turn"
+    assert all(i.released_reason == "waited too long for the consumer"
+               for i in written.items() if i.released_until)
