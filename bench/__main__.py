@@ -182,7 +182,7 @@ def meta(plan: suite.Plan, args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                     "os": platform.platform(), "python": platform.python_version(),
                     "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-        "versions": {name: version(name) for name in ("hiem", "SQLAlchemy", "psycopg", "httpx", "celery", "kombu",
+        "versions": {name: version(name) for name in ("hiem", "SQLAlchemy", "psycopg", "urllib3", "celery", "kombu",
                                                       "cheroot", "aiohttp", "lxml")},
         "servers": report.server_versions(),
         "code_sha256": code_hash(),

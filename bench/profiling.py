@@ -16,8 +16,9 @@ from typing import Any
 
 #: the functions of a delivery (and a fan-out), inclusive time
 FOCUS = [
-    "deliver_one", "claim", "parked_until", "_attempt", "resolve_checked", "build_delivery", "SoapHttpChannel.deliver",
-    "record_delivered", "_export_event", "add", "record_success", "Database.session", "SessionTransaction.commit",
+    "deliver", "claim_admitted", "claim_many", "gate", "send", "resolve_checked", "build_delivery",
+    "SoapHttpChannel.deliver", "BrokerSigner.sign", "record", "record_delivered_many", "export_event", "add_many",
+    "record_success", "Database.session", "SessionTransaction.commit",
     "_ConnectionFairy._checkout", "do_ping", "Connection.connect", "fanout", "fan_out", "enqueue_new_deliveries",
     "send_deliveries", "Task.delay", "Runtime.channel",
 ]
@@ -30,7 +31,8 @@ LIBRARIES = [
     ("sqlalchemy/", "SQLAlchemy"), ("psycopg", "psycopg"), ("signxml/", "signxml (signing)"),
     ("cryptography/", "signxml (signing)"), ("hiem/security", "hiem.security (signing)"),
     ("spyne/", "spyne"), ("httpx/", "httpx"), ("httpcore/", "httpcore/h11"),
-    ("h11/", "httpcore/h11"), ("/hiem/", "hiem"), ("workers/", "hiem workers"), ("celery/", "Celery/kombu"),
+    ("h11/", "httpcore/h11"), ("urllib3/", "urllib3"), ("http/client.py", "urllib3"), ("/hiem/", "hiem"),
+    ("workers/", "hiem workers"), ("celery/", "Celery/kombu"),
     ("kombu/", "Celery/kombu"), ("billiard/", "Celery/kombu"), ("redis/", "redis-py"), ("lxml", "lxml"),
     ("sqlite3", "sqlite3"), ("threading.py", "threads/locks"), ("concurrent/", "threads/locks"),
     ("cheroot/", "cheroot"), ("ssl.py", "ssl"), ("socket.py", "socket"), ("selectors.py", "selectors"),
