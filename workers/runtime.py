@@ -44,14 +44,15 @@ class Runtime:
     def queues(self) -> OriginQueues:
         """This process's delivery pipeline (per-consumer queues, sender threads, outcome recorder)."""
         from workers.attempts import send
-        from workers.sending import OriginQueues, OutcomeRecorder
+        from workers.sending import EMBEDDED_SENDER_THREADS, SENDER_THREADS, OriginQueues, OutcomeRecorder
         from workers.tasks import record_and_follow
 
         with self._lock:
             if self._queues is None:
                 self._recorder = OutcomeRecorder(lambda batch: record_and_follow(self, batch))
                 self._recorder.start()
-                self._queues = OriginQueues(self, send, self._recorder)
+                threads = EMBEDDED_SENDER_THREADS if self.settings.embedded else SENDER_THREADS
+                self._queues = OriginQueues(self, send, self._recorder, threads=threads)
             return self._queues
 
     @property

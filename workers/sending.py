@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 #: sender threads per process (they wait on consumers, so more than cores)
 SENDER_THREADS = 32
+#: in embedded mode the same process serves publishers and subscribers: signing is CPU-bound, and every
+#: runnable thread lengthens the web threads' wait for the GIL (their answers took seconds with 32)
+EMBEDDED_SENDER_THREADS = 8
 #: claims that may wait in one process, over all consumers
 BACKLOG = 512
 #: claims that may wait for one consumer before the rest are given back to the database

@@ -8,6 +8,7 @@ read transaction tries to upgrade; a 30 s busy timeout.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -68,6 +69,22 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
                          connect_args={"options": "-c max_parallel_workers_per_gather=0"})
 
 
+_sqlite_writers: dict[str, threading.RLock] = {}
+_sqlite_writers_guard = threading.Lock()
+
+
+def _sqlite_writer(url: str) -> threading.RLock:
+    """One lock per SQLite database per process, shared by every :class:`Database` on it.
+
+    Why: SQLite has one writer at a time, and a writer that finds the database locked sleeps in its busy
+    handler (up to 100 ms per try) with no queue, so under load a short transaction such as a publisher's
+    Notify intake could wait seconds behind a stream of delivery claims and outcome batches. Taking turns
+    on a process lock first hands the database over as soon as it is free.
+    """
+    with _sqlite_writers_guard:
+        return _sqlite_writers.setdefault(url, threading.RLock())
+
+
 class Database:
     """An engine plus a session factory; ``session()`` is a transaction that commits or rolls back."""
 
@@ -75,6 +92,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = _sqlite_writer(url) if self.engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -82,7 +100,11 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._factory() as session, session.begin():
+        if self._writer is None:
+            with self._factory() as session, session.begin():
+                yield session
+            return
+        with self._writer, self._factory() as session, session.begin():  # every SQLite transaction writes
             yield session
 
     def dispose(self) -> None:
