@@ -177,10 +177,6 @@ class OriginQueues:
     def _give_back(self, claim: Claim, origin: str, until: datetime, reason: str) -> None:
         self._recorder.put(Attempted(claim, origin, released_until=until, released_reason=reason))
 
-    def waiting(self) -> int:
-        with self._lock:
-            return sum(len(q) for q in self._waiting.values())
-
     def shutdown(self) -> None:
         """Finish the POSTs in progress; give back every claim not started (recorded by the recorder,
         which must be stopped after this)."""
@@ -204,7 +200,6 @@ class OutcomeRecorder(threading.Thread):
         self._write = write
         self._queue: queue.SimpleQueue[Attempted | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
-        self._idle = threading.Event()
 
     def put(self, item: Attempted) -> None:
         self._queue.put(item)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from hiem.store.models import Delivery, OperatorAction
 from tests.conftest import Broker, start_broker
 from tests.support import wsn
 from tests.support.consumer import RecordingConsumer
+from tests.support.faults import wait_until
 from tests.support.processes import ROOT
 
 VIEWER, VIEWER_PASSWORD = "vera", "viewer-password-1"
@@ -28,15 +28,6 @@ VIEWER, VIEWER_PASSWORD = "vera", "viewer-password-1"
 
 def refuse(_: bytes) -> tuple[int, dict[str, str], bytes]:
     return 400, {}, b"bad request"
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

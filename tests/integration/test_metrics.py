@@ -6,9 +6,6 @@ answers for the worker processes that did the deliveries.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,6 +13,7 @@ from hiem.store import audit
 from hiem.store.db import Database
 from tests.support import wsn
 from tests.support.consumer import RecordingConsumer
+from tests.support.faults import wait_until
 
 ILI_LABEL = "{http://www.hhs.gov/healthit/nhin}GIPSE/Biosurveillance/InfluenzaLikeIllness"
 
@@ -34,15 +32,6 @@ def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_counters_after_one_good_and_one_failing_delivery(broker) -> None:

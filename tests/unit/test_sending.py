@@ -11,6 +11,7 @@ import pytest
 
 from hiem.config import DeliverySettings
 from hiem.store.deliveries import Claim
+from tests.support.faults import wait_until
 from workers import sending
 from workers.attempts import Attempted
 from workers.sending import OriginQueues, OutcomeRecorder
@@ -40,11 +41,8 @@ class Batches:
             return [item for batch in self.batches for item in batch]
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
+def wait_for(predicate, timeout: float = 10.0) -> object:  # type: ignore[no-untyped-def]
+    return wait_until(predicate, timeout, "the pipeline", interval=0.01)
 
 
 @pytest.fixture
