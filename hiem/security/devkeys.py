@@ -15,8 +15,9 @@ and pin, so a dev broker can exercise the whole security path without a PKI.
 * purpose of use: code system 2.16.840.1.113883.3.18.7.1 ("nhin-purpose"), default OPERATIONS;
 * subject confirmation: holder-of-key with the given certificate in SubjectConfirmationData/ds:KeyInfo
   when ``subject_confirmation_cert_pem`` is passed, sender-vouches otherwise;
-* an enveloped ds:Signature made with signxml (exclusive c14n, RSA/ECDSA-SHA256), placed right after
-  Issuer as SAML 2.0 core §5.4.1 requires.
+* an enveloped ds:Signature (exclusive c14n, RSA/ECDSA-SHA256, the certificate in KeyInfo/X509Data),
+  made by libxmlsec1 (:mod:`hiem.security.xmldsig`) and placed right after Issuer as SAML 2.0 core
+  §5.4.1 requires.
 """
 
 from __future__ import annotations
@@ -34,16 +35,15 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
-from signxml import XMLSigner, methods
-from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
 from hiem import ns, xmlsafe
-from hiem.security._processor import HL7, cert_der, format_instant, load_signing_key, q, soap_parts
+from hiem.security._processor import HL7, cert_der, format_instant, q, soap_parts
 from hiem.security.policy import HOLDER_OF_KEY, SENDER_VOUCHES
 from hiem.security.signing import EnvelopeSigner, ensure_security
+from hiem.security.xmldsig import XmlSigningKey, sign_enveloped
 
 ROLE_CODE_SYSTEM = "2.16.840.1.113883.6.96"
 PURPOSE_CODE_SYSTEM = "2.16.840.1.113883.3.18.7.1"
@@ -108,13 +108,10 @@ class AssertionMinter:
                  organization_id: str, home_community_id: str, role_code: str = "224608005",
                  purpose_of_use: str = "OPERATIONS", audience: str | None = None, lifetime_seconds: float = 300,
                  subject_confirmation_cert_pem: bytes | None = None, subject_name: str | None = None) -> None:
-        self._key = load_signing_key(key_pem)
-        self._cert = cert_pem.decode("ascii")
-        self._ecdsa = isinstance(self._key, ec.EllipticCurvePrivateKey)
+        self._key = XmlSigningKey.from_pem(key_pem, cert_pem)
         self._lifetime = timedelta(seconds=lifetime_seconds)
         assertion = _element(None, "Assertion", {"ID": "", "Version": "2.0", "IssueInstant": ""})
         _element(assertion, "Issuer").text = issuer
-        etree.SubElement(assertion, q(ns.DS, "Signature"), Id="placeholder")
         subject = _element(assertion, "Subject")
         _element(subject, "NameID", {"Format": _name_format(subject_id)}).text = subject_id
         method = HOLDER_OF_KEY if subject_confirmation_cert_pem is not None else SENDER_VOUCHES
@@ -155,13 +152,8 @@ class AssertionMinter:
         conditions.set("NotBefore", instant)
         conditions.set("NotOnOrAfter", format_instant(start + self._lifetime))
         assertion.find(q(ns.SAML2, "AuthnStatement")).set("AuthnInstant", instant)
-        # XMLSigner keeps per-call state: one per assertion, so threads can share this minter
-        signer = XMLSigner(method=methods.enveloped,
-                           signature_algorithm=SignatureMethod.ECDSA_SHA256 if self._ecdsa
-                           else SignatureMethod.RSA_SHA256,
-                           digest_algorithm=DigestAlgorithm.SHA256,
-                           c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
-        return signer.sign(assertion, key=self._key, cert=self._cert, reference_uri=f"#{assertion.get('ID')}")
+        sign_enveloped(assertion, assertion.find(q(ns.SAML2, "Issuer")), self._key)
+        return assertion
 
 
 def wrap_with_assertion(envelope: etree._Element, assertion_bytes: bytes,

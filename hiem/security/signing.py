@@ -9,9 +9,10 @@ adds, in one wsse:Security header (mustUnderstand in the envelope's own SOAP ver
 * wsse:BinarySecurityToken with the broker's X.509 certificate;
 * the broker's saml2:Assertion, when given (it is appended as is: its enveloped signature stays valid
   because it uses exclusive c14n, which ignores the new surrounding namespaces);
-* ds:Signature (exclusive c14n, RSA-SHA256 or ECDSA-SHA256 by key type, SHA-256 digests) over the
-  Body, the Timestamp and every WS-Addressing header, each given a wsu:Id when it has none. Its KeyInfo
-  is a SecurityTokenReference to the BinarySecurityToken.
+* ds:Signature (exclusive c14n, RSA-SHA256 or ECDSA-SHA256 by key type, SHA-256 digests, made by
+  libxmlsec1: :mod:`hiem.security.xmldsig`) over the Body, the Timestamp and every WS-Addressing header,
+  each given a wsu:Id when it has none. Its KeyInfo is a SecurityTokenReference to the
+  BinarySecurityToken.
 
 That is exactly what :class:`~hiem.security.verifying.EnvelopeVerifier` demands, so a consumer trusting
 the broker's certificate verifies the broker's messages (the round-trip tests prove it).
@@ -27,11 +28,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import etree
-from signxml import SignatureReference, XMLSigner, methods
-from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
 from hiem import ns, xmlsafe
 from hiem.security._processor import (
@@ -48,6 +46,7 @@ from hiem.security._processor import (
     q,
     soap_parts,
 )
+from hiem.security.xmldsig import XmlSigningKey, sign_detached
 
 
 class EnvelopeSigner:
@@ -68,6 +67,7 @@ class EnvelopeSigner:
         self.lifetime = timedelta(seconds=lifetime_seconds)
         self._key: SigningKey = key
         self._cert = cert
+        self._xml_key = XmlSigningKey.from_pem(key_pem)
 
     def sign(self, envelope: etree._Element, assertion: etree._Element | None = None) -> etree._Element:
         """Add the wsse:Security header and sign; returns ``envelope`` itself, changed in place.
@@ -95,11 +95,11 @@ class EnvelopeSigner:
             if children(security, q(ns.SAML2, "Assertion")):
                 raise ValueError("the envelope already carries a SAML assertion")
             security.append(assertion)
-        references = [SignatureReference(URI=f"#{_ensure_id(element)}") for element in self._targets(parts, timestamp)]
-        id_index(envelope)  # signxml would silently sign the wrong thing for an ambiguous id: refuse first
-        signature = self._xml_signer().sign(envelope, key=self._key, reference_uri=references,
-                                            key_info=_key_info(str(token.get(WSU_ID))))
-        security.append(signature)
+        targets = self._targets(parts, timestamp)
+        for element in targets:
+            _ensure_id(element)
+        id_index(envelope)  # a signature over an ambiguous id could cover the wrong element: refuse first
+        self._signature(envelope, security, targets, _key_info(str(token.get(WSU_ID))))
         return envelope
 
     @staticmethod
@@ -108,12 +108,10 @@ class EnvelopeSigner:
         wsa = [block for block in parts.header_blocks if etree.QName(block).namespace == ns.WSA]
         return [parts.body, timestamp, *wsa]
 
-    def _xml_signer(self) -> XMLSigner:
-        algorithm = SignatureMethod.ECDSA_SHA256 if isinstance(self._key, ec.EllipticCurvePrivateKey) \
-            else SignatureMethod.RSA_SHA256
-        return XMLSigner(method=methods.detached, signature_algorithm=algorithm,
-                         digest_algorithm=DigestAlgorithm.SHA256,
-                         c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
+    def _signature(self, envelope: etree._Element, security: etree._Element, targets: list[etree._Element],
+                   key_info: etree._Element) -> None:
+        """Append the ds:Signature over ``targets`` (each with its wsu:Id) to ``security``."""
+        sign_detached(envelope, security, targets, self._xml_key, key_info)
 
 
 _BST = q(ns.WSSE, "BinarySecurityToken")

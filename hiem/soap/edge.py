@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import spyne.const
 from lxml import etree
 from spyne import AnyXml, Application, ServiceBase, rpc
 from spyne.protocol.soap import Soap11, Soap12
@@ -54,6 +56,13 @@ Handler = Callable[[SoapRequest], SoapReply]
 Verifier = Callable[[etree._Element], Any]
 #: Called with (request, fault) for every fault returned, so the audit trail can record refusals.
 FaultObserver = Callable[[SoapRequest | None, WsnFault | SoapFault], None]
+
+#: spyne's MethodContext.close() runs a full ``gc.collect()`` at most once a second, to hand back the file
+#: descriptors of uploaded attachments promptly. hiem takes no attachments, and a full collection of a
+#: broker's heap (topic trees, Celery, SQLAlchemy) holds the GIL for tens of milliseconds: every request in
+#: flight, and in embedded mode every delivery, waited for it once a second. Python's own generational
+#: collector still runs as usual.
+spyne.const.MIN_GC_INTERVAL = math.inf
 
 _STATUS = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 413: "413 Payload Too Large",
            415: "415 Unsupported Media Type", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from signxml import XMLSigner, methods
+from signxml import SignatureReference, XMLSigner, methods
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
 from hiem import ns, xmlsafe
@@ -37,6 +37,7 @@ from hiem.security import (
     mint_assertion,
     wrap_with_assertion,
 )
+from hiem.security._processor import WSU_ID
 
 BROKER_URL = "https://hiem.example.org/wsn/NotificationBroker"
 NOTIFY_ACTION = "http://docs.oasis-open.org/wsn/bw-2/NotificationConsumer/Notify"
@@ -69,10 +70,15 @@ class _LegacySha1XMLSigner(XMLSigner):
 
 
 class Sha1EnvelopeSigner(EnvelopeSigner):
-    def _xml_signer(self) -> XMLSigner:
-        return _LegacySha1XMLSigner(method=methods.detached, signature_algorithm=SignatureMethod.RSA_SHA1,
-                                    digest_algorithm=DigestAlgorithm.SHA1,
-                                    c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
+    """The broker's envelope layout, signed with RSA-SHA1 and SHA-1 digests by signxml."""
+
+    def _signature(self, envelope: etree._Element, security: etree._Element, targets: list[etree._Element],
+                   key_info: etree._Element) -> None:
+        signer = _LegacySha1XMLSigner(method=methods.detached, signature_algorithm=SignatureMethod.RSA_SHA1,
+                                      digest_algorithm=DigestAlgorithm.SHA1,
+                                      c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
+        references = [SignatureReference(URI=f"#{target.get(WSU_ID)}") for target in targets]
+        security.append(signer.sign(envelope, key=self.key_pem, reference_uri=references, key_info=key_info))
 
 
 def resign(assertion: etree._Element, identity: DevIdentity) -> bytes:
