@@ -9,6 +9,7 @@ side (verifying a signed message, what the SOAP edge does outside dev mode) like
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ def signing(tmp: Path, repeats: int = 40) -> dict[str, Any]:
     minter = signer._minter
     result["mint_assertion_ms"] = _per_call(minter.mint, repeats)
     result["signed_per_core_per_second"] = round(1000 / result["build_signed_ms"], 1)
+    result.update(signing_ceiling(signer, result["build_signed_ms"], repeats * 5))
     try:
         verifier_for = lambda: make_verifier(settings, MemoryReplayCache())  # noqa: E731
         bodies = [build_delivery(claim, signer).body for _ in range(repeats + 1)]
@@ -72,3 +74,37 @@ def signing(tmp: Path, repeats: int = 40) -> dict[str, Any]:
         result["verify_inbound_ms"] = None
         result["verify_error"] = repr(exc)[:300]
     return result
+
+
+#: private-key operations per delivered Notify: the assertion's enveloped signature and the envelope's
+PRIVATE_KEY_OPERATIONS_PER_NOTIFY = 2
+
+
+def signing_ceiling(signer: Any, build_signed_ms: float, repeats: int) -> dict[str, Any]:
+    """The most Notifies per second this machine could sign with every core doing nothing else.
+
+    Two bounds, both independent of how the rest of the broker is built: the bare private-key operations
+    (``cryptography``, the broker's own key, a SHA-256 digest to sign) and building plus signing the whole
+    message. Compared with baseline (a) they say how far fan-out can go while every message is signed.
+    """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+    from hiem.security._processor import load_signing_key
+
+    key = load_signing_key(signer.identity.key_pem)
+    digest = b"\x5a" * 32
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        operation = lambda: key.sign(digest, ec.ECDSA(hashes.SHA256()))  # noqa: E731
+        kind = f"EC {key.curve.name}"
+    else:
+        operation = lambda: key.sign(digest, padding.PKCS1v15(), hashes.SHA256())  # noqa: E731
+        kind = f"RSA-{key.key_size}"
+    op_ms = _per_call(operation, repeats)
+    cores = os.cpu_count() or 1
+    return {
+        "key": kind, "private_key_op_ms": op_ms, "private_key_ops_per_notify": PRIVATE_KEY_OPERATIONS_PER_NOTIFY,
+        "cores": cores,
+        "ceiling_private_key_ops_per_second": round(cores * 1000 / (PRIVATE_KEY_OPERATIONS_PER_NOTIFY * op_ms), 1),
+        "ceiling_signed_build_per_second": round(cores * 1000 / build_signed_ms, 1),
+    }

@@ -58,6 +58,13 @@ def targets(results: dict[str, Any], plan: Any) -> list[dict[str, Any]]:
                 value = entry["ratio_a"]
                 found.append(_target(f"fan-out {mode} N={int(n):,}: deliveries/s vs (a)", value, ">= 0.5",
                                      value is not None and value >= 0.5 and entry.get("done", False)))
+    signing = results.get("signing") or {}
+    a = (results.get("baselines", {}).get("a_aiohttp") or {}).get("per_second")
+    if signing.get("ceiling_private_key_ops_per_second") and a:
+        value = round(signing["ceiling_private_key_ops_per_second"] / a, 3)
+        found.append(_target(f"upper bound for any fan-out: {signing['private_key_ops_per_notify']} "
+                             f"{signing['key']} signatures per Notify on {signing['cores']} cores, vs (a)",
+                             value, ">= 0.5 (else the fan-out target cannot be met)", value >= 0.5))
     for mode, entry in results.get("subscribe", {}).items():
         if isinstance(entry, dict) and "ratio_b" in entry:
             value = entry["ratio_b"]
@@ -186,6 +193,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_fmt(signing['unsigned_bytes'])} -> {_fmt(signing['signed_bytes'])} bytes; verifying one inbound "
             f"{_fmt(signing.get('verify_inbound_ms'))} ms", "unsigned",
             _fmt(round(signing["build_signed_ms"] / signing["build_unsigned_ms"], 1)), "-")
+        if signing.get("ceiling_private_key_ops_per_second") and a:
+            row(f"ceiling on fan-out from signing alone ({signing['cores']} cores doing nothing else)", "-", "-",
+                f"{signing['key']}: {_fmt(signing['private_key_op_ms'])} ms per private-key operation, "
+                f"{signing['private_key_ops_per_notify']} per Notify: "
+                f"{_fmt(signing['ceiling_private_key_ops_per_second'])}/s; "
+                f"whole signed build: {_fmt(signing['ceiling_signed_build_per_second'])}/s", "(a)",
+                f"{_fmt(round(signing['ceiling_private_key_ops_per_second'] / a, 3))} / "
+                f"{_fmt(round(signing['ceiling_signed_build_per_second'] / a, 3))}", "-")
     elif signing:
         row("signing", "-", "-", "not measured: " + signing.get("reason", ""), "", "", "")
     lines += ["", "| target | value | wanted | met |", "|---|---|---|---|"]

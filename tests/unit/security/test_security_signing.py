@@ -144,3 +144,25 @@ def test_broker_signer_carries_a_fresh_assertion_per_message_that_one_consumer_a
         result = consumer.verify(envelope)
         assert result.authenticated and result.role == "224608005", index
     assert len(seen) == 3, "a consumer's replay check accepts each assertion ID once: one per message"
+
+
+def test_one_broker_signer_shared_by_many_threads_signs_every_message_validly(kit) -> None:
+    """Sender threads share one BrokerSigner; libxmlsec1 signs with the GIL released, so the threads really
+    do sign at the same time. Every message must still verify, with its own assertion."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hiem.config import load_settings
+    from hiem.security import MemoryReplayCache
+    from hiem.security_setup import BrokerIdentity, BrokerSigner
+
+    broker = kit.gateway
+    signer = BrokerSigner(load_settings({"HIEM_DEV": "1"}), BrokerIdentity(broker.key_pem, broker.cert_pem))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        signed = list(pool.map(lambda index: etree.tostring(signer.sign(kit.envelope(ns.SOAP12))), range(120)))
+    consumer = kit.verifier(consumer_policy(broker), cache=MemoryReplayCache())
+    assertion_ids = set()
+    for body in signed:
+        envelope = kit.wire(etree.fromstring(body))
+        assert consumer.verify(envelope).authenticated
+        assertion_ids.add(envelope.find(f".//{SECURITY}/{{{ns.SAML2}}}Assertion").get("ID"))
+    assert len(assertion_ids) == len(signed)
