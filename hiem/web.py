@@ -27,6 +27,7 @@ from sqlalchemy import text
 from hiem import contract
 from hiem.soap import Operation, SoapEndpoint
 from hiem.soap.edge import Verifier
+from hiem.store.turns import serving_a_client
 from hiem.wsn import broker, manager, messages, producer, pullpoint, refusals
 from hiem.wsn.context import ServiceContext
 
@@ -117,7 +118,8 @@ class HiemApp:
             return [b"POST a SOAP envelope, or GET ?wsdl\n"]
         environ["hiem.path_id"] = unquote(tail) if tail else None
         environ["hiem.base_url"] = base_url
-        return endpoint(environ, start_response)
+        with serving_a_client():  # ahead of background work for SQLite's writer (hiem.store.turns)
+            return endpoint(environ, start_response)
 
     def _health(self, start_response: StartResponse) -> Iterable[bytes]:
         checks: dict[str, str] = {}

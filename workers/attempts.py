@@ -80,6 +80,9 @@ def record(rt: Runtime, attempts: list[Attempted]) -> Recorded:
     """
     settings = rt.settings.delivery
     result = Recorded()
+    sent = [item for item in attempts if item.released_until is None and item.error is None]
+    # rendered before the transaction, so the writer is held for the statements only (hiem.store.turns)
+    exported = {item.claim.delivery_id: audit.prepare(export_event(rt, item.claim)) for item in sent}
     with rt.db.session() as session:
         released: dict[tuple[datetime, str], list[store.Claim]] = {}
         for item in attempts:
@@ -87,9 +90,9 @@ def record(rt: Runtime, attempts: list[Attempted]) -> Recorded:
                 released.setdefault((item.released_until, item.released_reason), []).append(item.claim)
         for (until, reason), claims in released.items():
             store.release_many(session, claims, until, reason)
-        sent = [item for item in attempts if item.released_until is None and item.error is None]
         recorded = store.record_delivered_many(session, [(item.claim, item.status_code) for item in sent])
-        audit.add_many(session, [export_event(rt, item.claim) for item in sent if item.claim.delivery_id in recorded])
+        audit.add_prepared(session, [exported[item.claim.delivery_id] for item in sent
+                                     if item.claim.delivery_id in recorded])
         result.states.update(dict.fromkeys(recorded, "delivered"))
         # origins in a fixed order: two processes updating the same breaker rows never deadlock
         for origin in sorted({item.origin for item in sent if item.claim.delivery_id in recorded}):

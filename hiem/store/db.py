@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from hiem.errors import ConfigError
+from hiem.store.turns import WriterTurns
 
 
 def utcnow() -> datetime:
@@ -69,20 +70,21 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
                          connect_args={"options": "-c max_parallel_workers_per_gather=0"})
 
 
-_sqlite_writers: dict[str, threading.RLock] = {}
+_sqlite_writers: dict[str, WriterTurns] = {}
 _sqlite_writers_guard = threading.Lock()
 
 
-def _sqlite_writer(url: str) -> threading.RLock:
-    """One lock per SQLite database per process, shared by every :class:`Database` on it.
+def _sqlite_writer(url: str) -> WriterTurns:
+    """One writer lock per SQLite database per process, shared by every :class:`Database` on it.
 
     Why: SQLite has one writer at a time, and a writer that finds the database locked sleeps in its busy
     handler (up to 100 ms per try) with no queue, so under load a short transaction such as a publisher's
     Notify intake could wait seconds behind a stream of delivery claims and outcome batches. Taking turns
-    on a process lock first hands the database over as soon as it is free.
+    on a process lock hands the database over as soon as it is free, to a thread answering a client first
+    (:mod:`hiem.store.turns`).
     """
     with _sqlite_writers_guard:
-        return _sqlite_writers.setdefault(url, threading.RLock())
+        return _sqlite_writers.setdefault(url, WriterTurns())
 
 
 class Database:
@@ -104,7 +106,7 @@ class Database:
             with self._factory() as session, session.begin():
                 yield session
             return
-        with self._writer, self._factory() as session, session.begin():  # every SQLite transaction writes
+        with self._writer.turn(), self._factory() as session, session.begin():  # every SQLite transaction writes
             yield session
 
     def dispose(self) -> None:
