@@ -45,7 +45,7 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
         assert fanout["states"].get("delivered", 0) > 0  # all 200 unless the machine is very busy: not asserted
         assert {"seconds", "deliveries_per_second", "ratio_a", "peak_rss_mb"} <= fanout.keys()
         assert {"per_second", "ratio_b"} <= results["subscribe"][mode].keys()
-        assert {"10", "200", "p99_ratio"} <= results["publisher_latency"][mode].keys()
+        assert {"10", "200", "idle", "p50_ratio", "p99_ratio", "noise"} <= results["publisher_latency"][mode].keys()
         assert results["memory"][mode]["by_n"]["200"]["peak_rss_mb"]
     for database in ("postgresql", "sqlite"):
         matching = results["matching"][database]
