@@ -13,7 +13,7 @@ from hiem.store.models import AuditRecord
 
 
 def add(session: Session, event: AuditEvent) -> None:
-    session.add(AuditRecord(**_row(event)))
+    session.execute(_INSERT, _row(event))
 
 
 def add_many(session: Session, events: list[AuditEvent]) -> None:
@@ -38,11 +38,14 @@ def add_prepared(session: Session, records: list[PreparedRecord]) -> None:
     """Insert :func:`prepare`-d records in one statement, stamped with the time of writing."""
     if records:
         now = utcnow()
-        session.execute(insert(AuditRecord), [{**record, "created_at": now} for record in records])
+        session.execute(_INSERT, [{**record, "created_at": now} for record in records])
 
 
 def _row(event: AuditEvent) -> dict[str, object]:
     return {**prepare(event), "created_at": utcnow()}
+
+
+_INSERT = insert(AuditRecord.__table__)
 
 
 def unshipped(session: Session, settle_before: datetime, limit: int) -> list[AuditRecord]:

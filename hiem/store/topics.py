@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,13 +50,30 @@ def load_namespace(session: Session, doc: TopicNamespace, source: str | None = N
     return LoadResult(doc.target_namespace, added, len(existing) - added)
 
 
+#: per database (engine): (namespace, path) -> topic id, for topics found once. Every Subscribe and Notify
+#: looks a topic up; topics are only ever added (never renamed, renumbered or deleted), so an id once
+#: found stays right, and a topic loaded later by another process is found on its first miss.
+_found_ids: weakref.WeakKeyDictionary[object, dict[tuple[str, str], int]] = weakref.WeakKeyDictionary()
+_found_ids_guard = threading.Lock()
+
+
 def topic_id(session: Session, topic: TopicPath) -> int | None:
     """The id of a topic in the loaded trees, or None when no tree has it."""
-    return session.scalar(
+    key = (topic.namespace, "/".join(topic.path))
+    bind = session.get_bind()
+    engine = getattr(bind, "engine", bind)
+    with _found_ids_guard:
+        found = _found_ids.setdefault(engine, {})
+    if key in found:
+        return found[key]
+    topic_row_id = session.scalar(
         select(TopicRow.id)
         .join(TopicNamespaceRow, TopicRow.namespace_id == TopicNamespaceRow.id)
-        .where(TopicNamespaceRow.uri == topic.namespace, TopicRow.path == "/".join(topic.path))
+        .where(TopicNamespaceRow.uri == key[0], TopicRow.path == key[1])
     )
+    if topic_row_id is not None:
+        found[key] = topic_row_id
+    return topic_row_id
 
 
 def all_topics(session: Session) -> dict[TopicPath, int]:
