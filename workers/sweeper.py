@@ -1,7 +1,9 @@
 """The sweeper: the outbox's safety net. Every few seconds it re-enqueues
 
 * fan-outs recorded but never finished (crash between commit and enqueue, lost broker message),
-* deliveries pending too long, in flight past their lease (worker died), or retrying and due.
+* deliveries pending too long, in flight past their lease (worker died), or retrying and due,
+* held deliveries of a resumed subscription whose in-order drain was lost (its task failed, or was
+  never enqueued after the resume committed).
 
 It runs as a thread in every worker process (and in ``hiem serve`` in embedded mode). Several sweepers
 are safe together: PostgreSQL rows are taken with SKIP LOCKED and every task claims its row conditionally.
@@ -35,7 +37,7 @@ SWEEP_LIMIT = 5000
 
 def sweep_once() -> tuple[int, int]:
     """One pass; returns (fan-outs, deliveries) re-enqueued."""
-    from workers.tasks import fanout, send_deliveries
+    from workers.tasks import deliver, fanout, send_deliveries
 
     rt = runtime()
     cutoff = utcnow() - timedelta(seconds=rt.settings.delivery.visibility_timeout)
@@ -47,6 +49,12 @@ def sweep_once() -> tuple[int, int]:
         due = store.requeue_due(session, cutoff, SWEEP_LIMIT)
     if due:
         send_deliveries(due)
+    with rt.db.session() as session:
+        drains = store.stalled_drains(session, cutoff, SWEEP_LIMIT)
+    for subscription, held in drains.items():
+        log.warning("subscription %s was resumed but %d held deliveries were never sent; sending them in order",
+                    subscription, len(held))
+        deliver.delay(held, sequential=True)
     with rt.db.session() as session:
         expired = subscriptions.expire_due(session)
         for row in expired:

@@ -412,9 +412,33 @@ def _skip_locked(session: Session, query):  # type: ignore[no-untyped-def]
 
 
 def held_for(session: Session, subscription_id: str) -> list[int]:
-    """On resume: the subscription's held deliveries, in sequence order (still held: see :func:`unhold`)."""
-    return list(session.scalars(select(Delivery.id).where(
+    """On resume: the subscription's held deliveries, in sequence order (still held: see :func:`unhold`).
+
+    They are stamped as handed to a drain now: :func:`stalled_drains` finds them again only if nothing
+    happens to the subscription's deliveries for a whole lease.
+    """
+    ids = list(session.scalars(select(Delivery.id).where(
         Delivery.subscription_id == subscription_id, Delivery.state == S.HELD.value).order_by(Delivery.sequence)))
+    if ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(updated_at=utcnow()))
+    return ids
+
+
+def stalled_drains(session: Session, older_than: datetime, limit: int) -> dict[str, list[int]]:
+    """Active subscriptions that still have held deliveries and whose deliveries all stood still since
+    ``older_than``, each with its held deliveries in sequence order (stamped, as by :func:`held_for`).
+
+    That is a resume whose in-order drain was lost: its task failed or was never enqueued after the
+    resume committed. A drain at work touches a delivery at every step, so it is not taken for one.
+    """
+    other = aliased(Delivery)
+    moved = exists().where(other.subscription_id == Delivery.subscription_id, other.updated_at >= older_than)
+    subscriptions = list(session.scalars(
+        select(Delivery.subscription_id).distinct()
+        .join(Subscription, Subscription.id == Delivery.subscription_id)
+        .where(Delivery.state == S.HELD.value, Subscription.status == SubscriptionStatus.ACTIVE.value, ~moved)
+        .limit(limit)))
+    return {subscription: held_for(session, subscription) for subscription in subscriptions}
 
 
 def subscription_of(session: Session, delivery_id: int) -> str | None:

@@ -8,6 +8,8 @@ for clients that put the id in the address.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.exc import SQLAlchemyError
 
 from hiem import ns
@@ -19,6 +21,8 @@ from hiem.store.models import SubscriptionStatus
 from hiem.wsn import faults, leases, messages
 from hiem.wsn.context import ServiceContext
 from hiem.wsn.outgoing import replay_response
+
+log = logging.getLogger(__name__)
 
 _SUBSCRIPTION_ID = ns.qname(ns.NHIN, "SubscriptionId")
 
@@ -105,7 +109,11 @@ def resume(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
             raise faults.ResourceUnknownFault(f"subscription {target!r} does not exist or has already ended")
         backlog = deliveries.held_for(session, target)
     if backlog:
-        ctx.dispatcher.deliver_in_order(backlog)
+        try:
+            ctx.dispatcher.deliver_in_order(backlog)
+        except Exception:  # the subscription is active and its backlog stamped: the sweeper drains it
+            log.warning("could not enqueue the drain of resumed subscription %s; the sweeper will", target,
+                        exc_info=True)
     return SoapReply(messages.ACTION_RESUME_RESPONSE, messages.empty_response("ResumeSubscriptionResponse"))
 
 

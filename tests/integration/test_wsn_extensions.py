@@ -102,6 +102,43 @@ def test_pause_publish_20_resume_in_order(module_broker, consumer):
     assert sequences == list(range(sequences[0], sequences[0] + 20))
 
 
+def test_a_resume_whose_drain_was_lost_is_drained_by_the_sweeper(tmp_path, consumer):
+    """Fault injection: the resume's transaction commits, but its in-order drain never runs (the task
+    failed, or the broker crashed before enqueueing it). The sweeper finds the active subscription whose
+    held deliveries stood still for a whole lease, and sends them, in order, once each."""
+    running = start_broker("embedded", tmp_path, HIEM_VISIBILITY_TIMEOUT="3", HIEM_SWEEP_INTERVAL="1")
+    try:
+        topic = "nhin:GIPSE/Biosurveillance/Rash"
+        subscription = wsn.subscription_id(wsn.call(running.url, "Subscribe",
+                                                    wsn.subscribe_body(consumer.url, topic=topic)))
+        paused = _manager_call(running.url, "<wsnt:PauseSubscription/>", PSM + "PauseSubscriptionRequest",
+                               subscription)
+        assert paused.status_code == 200, paused.text
+        for index in range(5):
+            assert wsn.call(running.url, "Notify", wsn.notify_body(
+                topic=topic, payload=f"<g:Count xmlns:g='urn:g'>{index}</g:Count>")).status_code == 202
+        engine = sa.create_engine(running.env["HIEM_DATABASE_URL"])
+        try:
+            held = "SELECT count(*) FROM deliveries WHERE subscription_id = :s AND state = 'held'"
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with engine.connect() as connection:
+                    if connection.execute(sa.text(held), {"s": subscription}).scalar() == 5:
+                        break
+                time.sleep(0.2)
+            with engine.begin() as connection:  # what the resume commits, without its drain
+                connection.execute(sa.text("UPDATE subscriptions SET status = 'active' WHERE id = :s"),
+                                   {"s": subscription})
+        finally:
+            engine.dispose()
+        received = consumer.wait_for(5, timeout=30)
+        assert [int(r.envelope().findtext(".//{urn:g}Count")) for r in received] == list(range(5))
+        time.sleep(2.0)
+        assert len(consumer.received) == 5, "each held delivery is sent once"
+    finally:
+        running.stop()
+
+
 def test_replay_returns_what_was_missed(module_broker, consumer):
     url = module_broker.url
     subscription = wsn.subscription_id(wsn.call(url, "Subscribe", wsn.subscribe_body(
