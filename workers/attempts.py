@@ -19,7 +19,7 @@ from hiem.delivery import channel_name_for
 from hiem.errors import DeliveryError, DeliveryRefused
 from hiem.store import audit, breaker
 from hiem.store import deliveries as store
-from hiem.wsn.outbound import AddressNotAllowed, resolve_checked
+from hiem.wsn.outbound import AddressNotAllowed, HostNotResolved, resolve_checked
 from hiem.wsn.outgoing import build_delivery, delivery_message_id
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ def send(rt: Runtime, claim: store.Claim, origin: str) -> Attempted:
     settings = rt.settings.delivery
     try:
         addresses = resolve_checked(claim.consumer_address, settings.allow_private_addresses)
+    except HostNotResolved as exc:  # DNS may answer next time: retried within the delivery's budget
+        return Attempted(claim, origin, error=DeliveryError(f"consumer address not checked: {exc}"))
     except AddressNotAllowed as exc:
         return Attempted(claim, origin, error=DeliveryRefused(f"consumer address refused: {exc}"))
     try:

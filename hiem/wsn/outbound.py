@@ -16,7 +16,15 @@ from hiem.wsn import faults
 
 
 class AddressNotAllowed(ValueError):
-    pass
+    """The address is refused by the outbound policy (or cannot be checked: see :class:`HostNotResolved`)."""
+
+
+class HostNotResolved(AddressNotAllowed):
+    """The consumer's host name did not resolve, so it cannot be checked.
+
+    At Subscribe that refuses the subscription like any other unusable address; at delivery it is a
+    retryable failure, since DNS failures are often temporary (``EAI_AGAIN``) and a policy refusal is not.
+    """
 
 
 def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -42,7 +50,7 @@ def resolve_checked(address: str, allow_private: bool) -> list[str]:
     except OSError as exc:
         if allow_private:
             return []
-        raise AddressNotAllowed(f"consumer host {host!r} does not resolve: {exc}") from None
+        raise HostNotResolved(f"consumer host {host!r} does not resolve: {exc}") from None
     ips = sorted({info[4][0] for info in infos})
     if not allow_private:
         for ip in ips:

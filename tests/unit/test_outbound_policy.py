@@ -9,7 +9,7 @@ from hiem.delivery.base import DeliveryRequest
 from hiem.delivery.soap_http import SoapHttpChannel
 from hiem.errors import ConsumerRejected
 from hiem.wsn import faults
-from hiem.wsn.outbound import AddressNotAllowed, check_consumer_address, resolve_checked
+from hiem.wsn.outbound import AddressNotAllowed, HostNotResolved, check_consumer_address, resolve_checked
 from tests.support.consumer import RecordingConsumer
 
 REFUSED = [
@@ -28,6 +28,27 @@ def test_refused_outside_dev_mode(address):
     with pytest.raises(faults.SubscribeCreationFailedFault) as caught:
         check_consumer_address(address, Settings())
     assert caught.value.code is faults.SoapCode.SENDER
+
+
+def test_a_host_that_does_not_resolve_is_its_own_kind_of_refusal():
+    # RFC 6761: .invalid never resolves. At delivery this is retryable (DNS failures are often temporary);
+    # a policy refusal is final.
+    with pytest.raises(HostNotResolved, match="does not resolve"):
+        resolve_checked("https://consumer.example.invalid/notify", allow_private=False)
+
+
+def test_delivery_retries_an_unresolved_host_but_not_a_refused_address():
+    from types import SimpleNamespace
+
+    from workers.attempts import send
+
+    settings = SimpleNamespace(delivery=SimpleNamespace(allow_private_addresses=False))
+    unresolved = send(SimpleNamespace(settings=settings), SimpleNamespace(
+        consumer_address="https://consumer.example.invalid/notify"), "https://consumer.example.invalid")
+    refused = send(SimpleNamespace(settings=settings), SimpleNamespace(
+        consumer_address="http://127.0.0.1:9/notify"), "http://127.0.0.1:9")
+    assert unresolved.error is not None and unresolved.error.retryable
+    assert refused.error is not None and not refused.error.retryable
 
 
 def test_public_literal_address_is_allowed():
