@@ -196,7 +196,8 @@ def markdown(results: dict[str, Any]) -> str:
         shape = f"{base_opt['notifications']}x{base_opt['n']}"
         row("M Notifies x N subscribers (defaults)", mode, shape, f"{_fmt(base_opt['seconds'])} s", "", "1",
             other(base_opt))
-        for key, label in (("ordered", "HIEM_ORDERED_DELIVERY=1"), ("audit_shipping", "audit shipping on (UDP)")):
+        for key, label in (("ordered", "HIEM_ORDERED_DELIVERY=1"), ("audit_shipping", "audit shipping on (UDP)"),
+                           ("ec_p256_key", "broker signing key EC P-256 instead of RSA-2048")):
             entry = opts.get(key, {})
             if "seconds" in entry:
                 done = "" if entry.get("done") else " (NOT DONE)"
