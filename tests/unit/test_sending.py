@@ -186,3 +186,25 @@ def test_a_claim_that_waited_half_its_lease_is_given_back_not_sent(pipeline, mon
     assert sent == [0], "the others would have outlived half their 0.4 s lease before their turn"
     assert all(i.released_reason == "waited too long for the consumer"
                for i in written.items() if i.released_until)
+
+
+def test_sender_threads_are_replaced_every_few_thousand_sends_and_nothing_is_lost(pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """libxml2 keeps every id libxmlsec1 resolved in the sending thread's dictionary for the thread's
+    life, so sender pools retire after SENDS_PER_POOL sends; the retired threads finish and exit."""
+    monkeypatch.setattr(sending, "SENDS_PER_POOL", 5)
+    threads_seen: set[threading.Thread] = set()  # the objects: the OS reuses the idents of ended threads
+    lock = threading.Lock()
+
+    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
+        with lock:
+            threads_seen.add(threading.current_thread())
+        time.sleep(0.005)
+        return Attempted(c, origin, status_code=202)
+
+    queues, written = pipeline(send, limit=4)
+    queues.submit_all([(claim(n), "http://a.example:80") for n in range(60)])
+    wait_for(lambda: len(written.items()) == 60)
+    assert sorted(item.claim.delivery_id for item in written.items()) == list(range(60)), "each sent once"
+    assert len(threads_seen) > 4, "more threads than one pool ever needed at once: pools were replaced"
+    wait_for(lambda: len(queues._in_flight) <= 1)  # retired pools with nothing left are forgotten
+    wait_for(lambda: sum(thread.is_alive() for thread in threads_seen) <= 8)  # at most one pool (8) lives on
