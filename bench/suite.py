@@ -538,27 +538,16 @@ def options(ctx: Context, mode: str) -> dict[str, Any]:
 
 
 def ec_identity(directory: Path) -> tuple[Path, Path]:
-    """A self-signed EC P-256 key and certificate for the broker (what an operator may sign with instead of
-    RSA-2048: one ECDSA signature costs a small fraction of an RSA one)."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """A self-signed EC P-256 key and certificate for the broker, as files (what an operator may sign with
+    instead of RSA-2048: one ECDSA signature costs a small fraction of an RSA one)."""
+    from hiem.security.devkeys import self_signed_identity
 
     directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hiem bench broker (EC P-256)")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=2)).sign(key, hashes.SHA256()))
+    key_pem, cert_pem = self_signed_identity("hiem bench broker (EC P-256)", elliptic=True, days=2)
     key_path, cert_path = directory / "key.pem", directory / "cert.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(key_pem)
     key_path.chmod(0o600)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert_pem)
     return key_path, cert_path
 
 

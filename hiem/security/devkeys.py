@@ -35,7 +35,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
@@ -75,7 +75,7 @@ def ensure_dev_identity(directory: Path, common_name: str = "hiem development br
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             if cert.not_valid_after_utc - datetime.now(UTC) > timedelta(days=1):
                 return DevIdentity(key_path.read_bytes(), cert_path.read_bytes(), key_path, cert_path)
-        key_pem, cert_pem = _new_identity(common_name)
+        key_pem, cert_pem = self_signed_identity(common_name)
         _write(key_path, key_pem, 0o600)
         _write(cert_path, cert_pem, 0o644)
     return DevIdentity(key_pem, cert_pem, key_path, cert_path)
@@ -197,15 +197,18 @@ def _name_format(subject_id: str) -> str:
     return "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
 
 
-def _new_identity(common_name: str) -> tuple[bytes, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def self_signed_identity(common_name: str, *, elliptic: bool = False, days: int = 365) -> tuple[bytes, bytes]:
+    """A new private key (RSA-2048, or EC P-256 with ``elliptic``) and its self-signed certificate, as PEM."""
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+        ec.generate_private_key(ec.SECP256R1()) if elliptic
+        else rsa.generate_private_key(public_exponent=65537, key_size=2048))
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hiem development")])
     now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=365))
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
                                      data_encipherment=False, key_agreement=False, key_cert_sign=False,

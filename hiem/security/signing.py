@@ -36,7 +36,6 @@ from hiem.security._processor import (
     BASE64_BINARY,
     WSU_ID,
     X509_TOKEN,
-    SigningKey,
     SoapParts,
     cert_der,
     children,
@@ -65,7 +64,6 @@ class EnvelopeSigner:
             raise ValueError("EnvelopeSigner: lifetime_seconds must be positive")
         self.key_pem, self.cert_pem, self.assertion = key_pem, cert_pem, assertion
         self.lifetime = timedelta(seconds=lifetime_seconds)
-        self._key: SigningKey = key
         self._cert = cert
         self._xml_key = XmlSigningKey.from_pem(key_pem)
 

@@ -13,7 +13,7 @@ from hiem.store.models import AuditRecord
 
 
 def add(session: Session, event: AuditEvent) -> None:
-    session.execute(_INSERT, _row(event))
+    add_prepared(session, [prepare(event)])
 
 
 def add_many(session: Session, events: list[AuditEvent]) -> None:
@@ -39,10 +39,6 @@ def add_prepared(session: Session, records: list[PreparedRecord]) -> None:
     if records:
         now = utcnow()
         session.execute(_INSERT, [{**record, "created_at": now} for record in records])
-
-
-def _row(event: AuditEvent) -> dict[str, object]:
-    return {**prepare(event), "created_at": utcnow()}
 
 
 _INSERT = insert(AuditRecord.__table__)

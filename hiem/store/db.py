@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,11 +102,9 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        if self._writer is None:
-            with self._factory() as session, session.begin():
-                yield session
-            return
-        with self._writer.turn(), self._factory() as session, session.begin():  # every SQLite transaction writes
+        # every SQLite transaction writes (BEGIN IMMEDIATE), so each takes its turn at the writer first
+        turn = self._writer.turn() if self._writer is not None else nullcontext()
+        with turn, self._factory() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

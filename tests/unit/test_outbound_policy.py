@@ -40,13 +40,15 @@ def test_a_host_that_does_not_resolve_is_its_own_kind_of_refusal():
 def test_delivery_retries_an_unresolved_host_but_not_a_refused_address():
     from types import SimpleNamespace
 
+    from hiem.config import load_settings
+    from tests.unit.test_sending import claim
     from workers.attempts import send
 
-    settings = SimpleNamespace(delivery=SimpleNamespace(allow_private_addresses=False))
-    unresolved = send(SimpleNamespace(settings=settings), SimpleNamespace(
-        consumer_address="https://consumer.example.invalid/notify"), "https://consumer.example.invalid")
-    refused = send(SimpleNamespace(settings=settings), SimpleNamespace(
-        consumer_address="http://127.0.0.1:9/notify"), "http://127.0.0.1:9")
+    # production settings (private addresses refused); send() decides both cases before it needs more
+    # of the runtime than its settings
+    rt = SimpleNamespace(settings=load_settings({}))
+    unresolved = send(rt, claim(1, "https://consumer.example.invalid/notify"), "https://consumer.example.invalid")
+    refused = send(rt, claim(2, "http://127.0.0.1:9/notify"), "http://127.0.0.1:9")
     assert unresolved.error is not None and unresolved.error.retryable
     assert refused.error is not None and not refused.error.retryable
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from hiem import ns
 from hiem.security import EnvelopeSigner, SecurityPolicy, mint_assertion
+from hiem.security.devkeys import self_signed_identity
 
 SECURITY = f"{{{ns.WSSE}}}Security"
 
@@ -86,15 +83,7 @@ def test_timestamp_lasts_lifetime_seconds(kit) -> None:
 
 
 def test_ecdsa_p256_keys_sign_with_ecdsa_sha256(kit) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec broker")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
-            .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem, cert_pem = self_signed_identity("ec broker", elliptic=True, days=1)
     identity = type("Identity", (), {"key_pem": key_pem, "cert_pem": cert_pem})()
     envelope = EnvelopeSigner(key_pem, cert_pem, broker_assertion(identity)).sign(kit.envelope())
     method = envelope.find(f".//{SECURITY}/{{{ns.DS}}}Signature//{{{ns.DS}}}SignatureMethod")
