@@ -30,11 +30,12 @@ from typing import cast
 
 from cryptography import x509
 from lxml import etree
-from signxml import VerifyResult, XMLVerifier
+from signxml import VerifyResult
 
 from hiem.ns import DS, SAML2
 from hiem.security._inbound import Inbound, VerifiedAssertion, call_signxml, check_algorithms, signature_configuration
 from hiem.security._processor import cert_der, cert_from_base64, children, parse_instant, q, text_of
+from hiem.security._verifier import SignatureVerifier
 from hiem.security.errors import FaultSubcode, SecurityError
 from hiem.security.policy import BEARER, HOLDER_OF_KEY, SENDER_VOUCHES
 
@@ -111,7 +112,7 @@ class AssertionCheck:
     def _signxml(data: bytes, cert: x509.Certificate, inbound: Inbound) -> VerifyResult:
         # An enveloped signature, child of the Assertion (SAML 2.0 core §5.4.1), one Reference.
         config = signature_configuration(inbound, location="./", expect_references=1)
-        return cast(VerifyResult, XMLVerifier().verify(data, x509_cert=cert, expect_config=config))
+        return cast(VerifyResult, SignatureVerifier().verify(data, x509_cert=cert, expect_config=config))
 
     def _read(self, signed: etree._Element, inbound: Inbound) -> VerifiedAssertion:
         if signed.get("Version") != "2.0":

@@ -32,10 +32,11 @@ from typing import cast
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from lxml import etree
-from signxml import VerifyResult, XMLVerifier
+from signxml import VerifyResult
 
 from hiem import ns
 from hiem.security._inbound import Inbound, call_signxml, check_algorithms, signature_configuration
+from hiem.security._key_identifiers import X509_VALUE_TYPES, by_issuer_serial, by_key_identifier
 from hiem.security._processor import (
     BASE64_BINARY,
     EXC_C14N,
@@ -52,6 +53,7 @@ from hiem.security._processor import (
     subject_of,
     text_of,
 )
+from hiem.security._verifier import SignatureVerifier
 from hiem.security.errors import FaultSubcode, SecurityError
 from hiem.security.policy import HOLDER_OF_KEY, SENDER_VOUCHES
 
@@ -94,12 +96,15 @@ class MessageSignatureCheck:
                                                "wsse:SecurityTokenReference", FaultSubcode.UNSUPPORTED_SECURITY_TOKEN)
         reference = token_ref.find(q(ns.WSSE, "Reference"))
         identifier = token_ref.find(q(ns.WSSE, "KeyIdentifier"))
+        x509_data = token_ref.find(q(ns.DS, "X509Data"))
         assertion = inbound.assertion
         if reference is None and identifier is not None and identifier.get("ValueType") == SAML_ID:
             if assertion is None or text_of(identifier) != assertion.assertion_id:
                 raise SecurityError.authentication("the message signature names an assertion that is not in the "
                                                    "message", FaultSubcode.SECURITY_TOKEN_UNAVAILABLE)
             return None, True
+        if reference is None and (identifier is not None or x509_data is not None):
+            return MessageSignatureCheck._named_certificate(identifier, x509_data, inbound), False
         uri = reference.get("URI", "") if reference is not None else ""
         token = inbound.ids.get(uri[1:]) if uri.startswith("#") else None
         if token is None:
@@ -118,6 +123,27 @@ class MessageSignatureCheck:
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise SecurityError.authentication("the BinarySecurityToken holds no readable certificate",
                                                FaultSubcode.INVALID_SECURITY_TOKEN) from exc
+
+    @staticmethod
+    def _named_certificate(identifier: etree._Element | None, x509_data: etree._Element | None,
+                           inbound: Inbound) -> x509.Certificate:
+        """The certificate a KeyIdentifier (SKI, thumbprint) or X509IssuerSerial names, among those hiem knows."""
+        known = inbound.policy.signer_certificates
+        if inbound.assertion is not None and inbound.assertion.hok_cert is not None:
+            known = (inbound.assertion.hok_cert, *known)
+        if identifier is not None:
+            if identifier.get("ValueType") not in X509_VALUE_TYPES or \
+                    identifier.get("EncodingType", BASE64_BINARY) != BASE64_BINARY:
+                raise SecurityError.authentication("the message signature's KeyIdentifier is of an unsupported type",
+                                                   FaultSubcode.UNSUPPORTED_SECURITY_TOKEN)
+            cert = by_key_identifier(identifier, known)
+        else:
+            assert x509_data is not None
+            cert = by_issuer_serial(x509_data, known)
+        if cert is None:
+            raise SecurityError.authentication("the message signature names a certificate that is not trusted",
+                                               FaultSubcode.SECURITY_TOKEN_UNAVAILABLE)
+        return cert
 
     @staticmethod
     def _verify(inbound: Inbound, token_cert: x509.Certificate | None, names_assertion: bool) -> list[VerifyResult]:
@@ -140,7 +166,7 @@ class MessageSignatureCheck:
         location = f"./{{{inbound.parts.soap_ns}}}Header/{{{ns.WSSE}}}Security/"
         config = signature_configuration(inbound, location=location, expect_references=True,
                                          require_x509=cert is not None)
-        results = call_signxml(lambda: XMLVerifier().verify(data, x509_cert=cert, expect_config=config),
+        results = call_signxml(lambda: SignatureVerifier().verify(data, x509_cert=cert, expect_config=config),
                                SecurityError.signature, "message signature")
         results = cast(list[VerifyResult], results)
         inbound.signature_key = results[0].signature_key if results else None

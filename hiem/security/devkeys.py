@@ -183,7 +183,7 @@ def _attribute(statement: etree._Element, name: str) -> etree._Element:
 
 
 def _coded(value: etree._Element, local: str, code: str, system: str, system_name: str, display: str | None) -> None:
-    element = etree.SubElement(value, q(HL7, local), {q(_XSI, "type"): "CE", "code": code, "codeSystem": system,
+    element = etree.SubElement(value, q(HL7, local), {q(_XSI, "type"): "hl7:CE", "code": code, "codeSystem": system,
                                                       "codeSystemName": system_name}, nsmap={"hl7": HL7})
     if display:
         element.set("displayName", display)

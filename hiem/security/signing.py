@@ -10,9 +10,9 @@ adds, in one wsse:Security header (mustUnderstand in the envelope's own SOAP ver
 * the broker's saml2:Assertion, when given (it is appended as is: its enveloped signature stays valid
   because it uses exclusive c14n, which ignores the new surrounding namespaces);
 * ds:Signature (exclusive c14n, RSA-SHA256 or ECDSA-SHA256 by key type, SHA-256 digests, made by
-  libxmlsec1: :mod:`hiem.security.xmldsig`) over the Body, the Timestamp and every WS-Addressing header,
-  each given a wsu:Id when it has none. Its KeyInfo is a SecurityTokenReference to the
-  BinarySecurityToken.
+  libxmlsec1: :mod:`hiem.security.xmldsig`) over the Body, the Timestamp and every other header block
+  (WS-Addressing headers, reference parameters, ``hiem:Sequence``), each given a wsu:Id when it has none.
+  Its KeyInfo is a SecurityTokenReference to the BinarySecurityToken.
 
 That is exactly what :class:`~hiem.security.verifying.EnvelopeVerifier` demands, so a consumer trusting
 the broker's certificate verifies the broker's messages (the round-trip tests prove it).
@@ -102,9 +102,14 @@ class EnvelopeSigner:
 
     @staticmethod
     def _targets(parts: SoapParts, timestamp: etree._Element) -> list[etree._Element]:
-        """What the signature covers: the Body, the Timestamp and every WS-Addressing header block."""
-        wsa = [block for block in parts.header_blocks if etree.QName(block).namespace == ns.WSA]
-        return [parts.body, timestamp, *wsa]
+        """What the signature covers: the Body, the Timestamp and every header block but wsse:Security.
+
+        Every block, not only WS-Addressing's: a reference parameter (``nhin:SubscriptionId``) or
+        ``hiem:Sequence`` left unsigned could be changed in transit to claim another subscription or
+        another place in its stream without breaking the signature.
+        """
+        blocks = [block for block in parts.header_blocks if block.tag != q(ns.WSSE, "Security")]
+        return [parts.body, timestamp, *blocks]
 
     def _signature(self, envelope: etree._Element, security: etree._Element, targets: list[etree._Element],
                    key_info: etree._Element) -> None:

@@ -14,6 +14,7 @@ from lxml import etree
 from hiem import ns, xmlsafe
 from hiem.security import ensure_dev_identity, mint_assertion, wrap_with_assertion
 from hiem.security.policy import HOLDER_OF_KEY, SENDER_VOUCHES
+from tests.support.saml_schema import resolved_xsi_types, schema_errors
 
 SAML = f"{{{ns.SAML2}}}"
 HL7 = "{urn:hl7-org:v3}"
@@ -39,6 +40,16 @@ def test_dev_identity_is_a_self_signed_rsa_2048_certificate_valid_a_year(tmp_pat
     assert cert.not_valid_before_utc <= datetime.now(UTC)
 
 
+def test_minted_assertion_is_valid_saml_and_its_coded_values_are_hl7_ce(kit) -> None:
+    for confirmation in ({}, {"subject_confirmation_cert_pem": kit.idp.cert_pem}):
+        assertion = xmlsafe.parse(kit.assertion(**confirmation))
+        assert schema_errors(assertion) == []
+        types = resolved_xsi_types(assertion)
+        assert types[f"{HL7}Role"] == f"{HL7}CE"
+        assert types[f"{HL7}PurposeOfUse"] == f"{HL7}CE"
+    assert types[f"{SAML}SubjectConfirmationData"] == f"{SAML}KeyInfoConfirmationDataType"
+
+
 def test_minted_assertion_carries_the_nhin_attributes(kit) -> None:
     assertion = xmlsafe.parse(kit.assertion(purpose_of_use="OPERATIONS"))
     names = [attribute.get("Name") for attribute in assertion.iter(f"{SAML}Attribute")]
@@ -53,7 +64,6 @@ def test_minted_assertion_carries_the_nhin_attributes(kit) -> None:
     role = assertion.find(f".//{HL7}Role")
     assert (role.get("code"), role.get("codeSystem"), role.get("codeSystemName")) == (
         "224608005", "2.16.840.1.113883.6.96", "SNOMED_CT")
-    assert role.get("{http://www.w3.org/2001/XMLSchema-instance}type") == "CE"
     purpose = assertion.find(f".//{HL7}PurposeOfUse")
     assert (purpose.get("code"), purpose.get("codeSystem")) == ("OPERATIONS", "2.16.840.1.113883.3.18.7.1")
 

@@ -8,7 +8,7 @@ import pytest
 from lxml import etree
 
 from hiem import ns
-from hiem.security import EnvelopeSigner, SecurityPolicy, mint_assertion
+from hiem.security import EnvelopeSigner, SecurityError, SecurityPolicy, mint_assertion
 from hiem.security.devkeys import self_signed_identity
 
 SECURITY = f"{{{ns.WSSE}}}Security"
@@ -155,3 +155,55 @@ def test_one_broker_signer_shared_by_many_threads_signs_every_message_validly(ki
         assert consumer.verify(envelope).authenticated
         assertion_ids.add(envelope.find(f".//{SECURITY}/{{{ns.SAML2}}}Assertion").get("ID"))
     assert len(assertion_ids) == len(signed)
+
+
+def _outgoing_notify(kit, broker) -> bytes:  # type: ignore[no-untyped-def]
+    """The Notify hiem builds for one delivery (reference parameter, hiem:Sequence), signed as the broker signs."""
+    from datetime import UTC
+
+    from hiem.store.deliveries import Claim
+    from hiem.wsn.outgoing import build_delivery
+
+    parameters = (b'<wsa:ReferenceParameters xmlns:wsa="http://www.w3.org/2005/08/addressing">'
+                  b'<nhin:UserAddress xmlns:nhin="http://www.hhs.gov/healthit/nhin">agency-7</nhin:UserAddress>'
+                  b"</wsa:ReferenceParameters>")
+    claim = Claim(delivery_id=1, attempt=1, notification_id=41, subscription_id="sub-1",
+                  consumer_address="https://agency.example.org/notify", consumer_reference_parameters=parameters,
+                  manager_address="https://hiem.example.org/wsn/SubscriptionManager",
+                  dialect="http://docs.oasis-open.org/wsn/t-1/TopicExpression/Concrete", soap_version="1.2",
+                  sequence=7, topic_namespace="http://www.hhs.gov/healthit/nhin",
+                  topic_path="GIPSE/Biosurveillance/InfluenzaLikeIllness",
+                  message_xml=b'<r:Report xmlns:r="urn:example:gipse"/>', producer_reference=b"",
+                  created_at=datetime.now(UTC))
+    signer = EnvelopeSigner(broker.key_pem, broker.cert_pem, broker_assertion(broker))
+    return build_delivery(claim, signer).body
+
+
+def test_outgoing_notify_signature_covers_every_header_hiem_adds(kit) -> None:
+    broker = kit.gateway
+    message = kit.wire(etree.fromstring(_outgoing_notify(kit, broker)))
+    header = message.find(f"{{{ns.SOAP12}}}Header")
+    added = {child.tag for child in header if child.tag != SECURITY}
+    assert {f"{{{ns.HIEM}}}Sequence", "{http://www.hhs.gov/healthit/nhin}UserAddress"} <= added
+    result = kit.accept(message, consumer_policy(broker))
+    assert added <= result.signed_parts
+
+
+@pytest.mark.parametrize(("tag", "value"), [(f"{{{ns.HIEM}}}Sequence", "8"),
+                                            ("{http://www.hhs.gov/healthit/nhin}UserAddress", "agency-8")])
+def test_changing_a_reference_parameter_or_the_sequence_breaks_the_signature(kit, tag, value) -> None:
+    broker = kit.gateway
+    message = kit.wire(etree.fromstring(_outgoing_notify(kit, broker)))
+    message.find(f"{{{ns.SOAP12}}}Header/{tag}").text = value
+    with pytest.raises(SecurityError, match="digest mismatch"):
+        kit.accept(message, consumer_policy(broker))
+
+
+def test_outgoing_assertion_is_valid_saml_with_hl7_ce_types(kit) -> None:
+    from tests.support.saml_schema import resolved_xsi_types, schema_errors
+
+    message = etree.fromstring(_outgoing_notify(kit, kit.gateway))
+    assertion = message.find(f".//{SECURITY}/{{{ns.SAML2}}}Assertion")
+    assert schema_errors(assertion) == []
+    types = resolved_xsi_types(assertion)
+    assert types["{urn:hl7-org:v3}Role"] == types["{urn:hl7-org:v3}PurposeOfUse"] == "{urn:hl7-org:v3}CE"
