@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 3
 .PHONY: run test lint bench system-deps clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "hiem needs Python 3.11 (spyne 2.14 does not import on 3.12+); set PYTHON=/path/to/python3.11"'
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hiem needs Python 3.11 or newer; set PYTHON=/path/to/python3"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

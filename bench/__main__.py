@@ -6,6 +6,7 @@
     python -m bench --smoke      # N=200, everything minimal (CI: tests/integration/test_bench_smoke.py)
     python -m bench --profile    # adds py-spy profiles of the delivering process during a 10k fan-out
     python -m bench --only baselines,matching --modes distributed
+    python -m bench --only baselines,subscribe   # Subscribe against (b) alone, both modes
 
 What each figure means and how it is measured: docs/performance.md.
 """
@@ -27,7 +28,9 @@ from typing import Any
 
 from bench import harness, matching, micro, report, suite
 
-SECTIONS = ("baselines", "signing", "modes", "default_limit", "matching", "options", "profile")
+SECTIONS = ("baselines", "signing", "modes", "subscribe", "default_limit", "matching", "options", "profile")
+#: sections a plain run leaves out: "profile" is slow, "subscribe" repeats what "modes" measures
+_ON_REQUEST = {"profile", "subscribe"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         plan.profile_seconds = 8.0 if not args.smoke else 2.0
         plan.profile_n = 10_000 if not args.smoke else 200
-    wanted = set(args.only.split(",")) - {""} if args.only else set(SECTIONS) - ({"profile"} if not args.profile
-                                                                                   else set())
+    wanted = set(args.only.split(",")) - {""} if args.only else set(SECTIONS) - (_ON_REQUEST - (
+        {"profile"} if args.profile else set()))
     unknown = wanted - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
@@ -116,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                     results["fanout"][mode] = found["fanout"]
                     results["publisher_latency"][mode] = found["latency"]
                     results["memory"][mode] = report.memory_summary(found["fanout"])
+            if "subscribe" in wanted:
+                results["subscribe"][mode] = section(f"{mode}: Subscribe", f"subscribe.{mode}",
+                                                     suite.subscribe_only, mode)
             if "default_limit" in wanted:
                 results["fanout_default_limit"][mode] = section(
                     f"{mode}: fan-out with the default per-consumer limit", f"default_limit.{mode}",

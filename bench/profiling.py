@@ -30,7 +30,7 @@ LIBRARY_FOCUS = {"SessionTransaction.commit", "_ConnectionFairy._checkout", "do_
 LIBRARIES = [
     ("sqlalchemy/", "SQLAlchemy"), ("psycopg", "psycopg"), ("signxml/", "signxml (signing)"),
     ("cryptography/", "signxml (signing)"), ("hiem/security", "hiem.security (signing)"),
-    ("spyne/", "spyne"), ("httpx/", "httpx"), ("httpcore/", "httpcore/h11"),
+    ("httpx/", "httpx"), ("httpcore/", "httpcore/h11"),
     ("h11/", "httpcore/h11"), ("urllib3/", "urllib3"), ("http/client.py", "urllib3"), ("/hiem/", "hiem"),
     ("workers/", "hiem workers"), ("celery/", "Celery/kombu"),
     ("kombu/", "Celery/kombu"), ("billiard/", "Celery/kombu"), ("redis/", "redis-py"), ("lxml", "lxml"),

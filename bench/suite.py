@@ -354,6 +354,15 @@ def wrk_subscribe(broker: harness.Broker, consumer_url: str, seconds: float, tmp
             "p99_ms": round(p99 / 1000, 2)}
 
 
+def subscribe_only(ctx: Context, mode: str) -> dict[str, Any]:
+    """Subscribe throughput alone, on a broker of its own (``--only baselines,subscribe``)."""
+    with deployment(ctx, mode, "subscribe", **FANOUT_ENV) as (broker, consumer_url, _table):
+        found = subscribe_throughput(ctx, broker, consumer_url)
+    ctx.log(f"  {mode}: Subscribe x{SUBSCRIBE_CLIENTS} clients: {found['per_second']:,.0f}/s "
+            f"(ratio to (b) {found['ratio_b']})")
+    return found
+
+
 def mode_suite(ctx: Context, mode: str) -> dict[str, Any]:
     """Subscribe throughput, fan-out at each N, publisher latency: one broker, in that order."""
     plan = ctx.plan

@@ -2,8 +2,8 @@
 
 The schema, with the xmldsig and xenc schemas it imports, comes from python3-saml's package, an
 independent copy of the OASIS files; ``hl7-ce.xsd`` adds the HL7 V3 CE type, so an ``xsi:type`` that
-does not resolve to ``hl7:CE`` fails validation (XML Schema cvc-elt.4.2). QName-valued attributes (``xsi:type``) are resolved against the
-element's in-scope namespaces, as a schema-aware receiver resolves them.
+does not resolve to ``hl7:CE`` fails validation (XML Schema cvc-elt.4.2). QName-valued attributes
+(``xsi:type``) are resolved against the element's in-scope namespaces, as a schema-aware receiver does.
 """
 
 from __future__ import annotations
