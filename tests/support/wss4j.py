@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 __all__ = ["ALIAS", "PASSWORD", "Wss4jError", "available", "keystore", "sign", "sign_assertion"]
@@ -86,10 +87,11 @@ def _classes() -> Path:
 def keystore(key_pem: bytes, cert_pem: bytes, directory: Path) -> Path:
     """A PKCS#12 with the key and certificate under ``ALIAS``, protected by ``PASSWORD``."""
     key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("the WSS4J signer signs with RSA-SHA256: give it an RSA key")
     cert = x509.load_pem_x509_certificate(cert_pem)
-    data = pkcs12.serialize_key_and_certificates(
-        ALIAS.encode(), key, cert, None,  # type: ignore[arg-type]  # an RSA/EC key, as the signer needs
-        serialization.BestAvailableEncryption(PASSWORD.encode()))
+    data = pkcs12.serialize_key_and_certificates(ALIAS.encode(), key, cert, None,
+                                                 serialization.BestAvailableEncryption(PASSWORD.encode()))
     path = directory / f"wss4j-{hashlib.sha256(cert_pem).hexdigest()[:12]}.p12"
     path.write_bytes(data)
     return path
@@ -97,7 +99,7 @@ def keystore(key_pem: bytes, cert_pem: bytes, directory: Path) -> Path:
 
 def _run(args: list[str], stdin: bytes, key_pem: bytes, cert_pem: bytes, directory: Path) -> bytes:
     store = keystore(key_pem, cert_pem, directory)
-    command = ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1",
+    command = ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m",
                "-cp", os.pathsep.join([*_jars(), str(_classes())]), MAIN_CLASS,
                "--keystore", str(store), "--password", PASSWORD, "--alias", ALIAS, *args]
     try:
