@@ -6,7 +6,7 @@
 #   docker build -t hiem:local .
 #   docker run --rm -p 127.0.0.1:8080:8080 hiem:local          # embedded mode: SQLite in /srv/hiem
 #
-# Python is pinned to 3.11: spyne 2.14 does not import on 3.12+ (see pyproject.toml).
+# Python 3.11, the version CI tests (hiem needs 3.11 or newer).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -17,19 +17,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# .dockerignore is an allowlist: only pyproject.toml, README/LICENSE, hiem/, workers/, wsdl/ and topics/
-# reach this stage (no .venv, .git, tests or local databases).
+# .dockerignore is an allowlist: only pyproject.toml, README/LICENSE and hiem/ reach this stage (no .venv,
+# .git, tests or local databases).
 COPY . .
-# The runtime dependencies only (no [test] extra). Every dependency ships a wheel except spyne, which is
-# pure Python and builds without a compiler, so no apt packages are needed. The cache mount keeps pip's
-# download cache out of the image.
+# The runtime dependencies only (no [test] extra). Every dependency ships a wheel, so no apt packages are
+# needed; the WSDLs, schemas and topic trees are package data (hiem/data) and come with the install. The
+# cache mount keeps pip's download cache out of the image.
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install .
-# hiem finds wsdl/ and topics/ next to its package (hiem.contract.WSDL_DIR, hiem.bootstrap.BUNDLED_TOPICS,
-# i.e. <site-packages>/wsdl and <site-packages>/topics), and a wheel does not carry those two folders:
-# put them where the installed package looks.
-RUN site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-    && cp -R wsdl topics "$site/"
 
 # ---- runtime ----------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -46,8 +41,8 @@ RUN groupadd --system --gid 10001 hiem \
 COPY --from=build /opt/venv /opt/venv
 # Fail the build, not the first request, when the install is incomplete: lxml and xmlsec must share one
 # libxml2, the Redis transport needs kombu's [redis] extra, and the WSDLs/topics must be where hiem looks.
-RUN python -c "import lxml.etree, xmlsec, psycopg, kombu.transport.redis, hiem.cli, hiem.server, workers.tasks; \
-from hiem import bootstrap, contract; \
+RUN python -c "import lxml.etree, xmlsec, psycopg, kombu.transport.redis, hiem.cli.main, hiem.app.server, hiem.worker.tasks; \
+from hiem import contract; from hiem.app import bootstrap; \
 assert (contract.WSDL_DIR / 'bw-2.wsdl').is_file(), contract.WSDL_DIR; \
 assert all((contract.WSDL_DIR / f).is_file() for f in contract.SERVICE_WSDLS.values()), contract.WSDL_DIR; \
 assert any(bootstrap.BUNDLED_TOPICS.glob('*.xml')), bootstrap.BUNDLED_TOPICS"

@@ -2,7 +2,7 @@
 fresh PostgreSQL databases, RSS sampling and polling the deliveries table.
 
 The hiem processes are started exactly as the integration tests start them (tests/support/processes.py:
-``python -m hiem.cli serve --dev`` / ``worker --dev``, own process group, output to a log file).
+``python -m hiem.cli.main serve --dev`` / ``worker --dev``, own process group, output to a log file).
 """
 
 from __future__ import annotations

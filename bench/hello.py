@@ -1,7 +1,7 @@
 """Baseline (b): a bare "hello" WSGI endpoint on hiem's own server stack.
 
 The same ``cheroot.wsgi.Server`` with the same thread count and settings that ``hiem serve`` builds
-(hiem.server.make_http_server: numthreads, timeout=30, unlimited body), in its own process, so the
+(hiem.app.server.make_http_server: numthreads, timeout=30, unlimited body), in its own process, so the
 Subscribe benchmark can be read as a fraction of what the HTTP layer alone allows.
 
     python -m bench.hello --port 8081 --threads 16

@@ -31,7 +31,7 @@ class Notify:
 
 def delivered_notify(consumer_url: str, tmp: Path | None = None) -> Notify:
     """Built by hiem's own code (hiem.wsn.outgoing.build_delivery), so baselines send what hiem sends:
-    signed with a dev identity as the broker signs every Notify (hiem.security_setup.BrokerSigner), when
+    signed with a dev identity as the broker signs every Notify (hiem.security.setup.BrokerSigner), when
     this hiem has signing and ``tmp`` is given for the identity; unsigned otherwise."""
     from hiem.wsn.outgoing import build_delivery
 
@@ -40,7 +40,7 @@ def delivered_notify(consumer_url: str, tmp: Path | None = None) -> Notify:
     if tmp is not None:
         try:
             from hiem.config import load_settings
-            from hiem.security_setup import BrokerSigner, broker_identity
+            from hiem.security.setup import BrokerSigner, broker_identity
 
             settings = load_settings({"HIEM_DEV": "1", "HIEM_DEV_DIR": str(tmp / "dev-identity")})
             signer = BrokerSigner(settings, broker_identity(settings))

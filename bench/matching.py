@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import event, select, text
 
 from hiem import ns
-from hiem.bootstrap import load_topic_files
+from hiem.app.bootstrap import load_topic_files
 from hiem.store import deliveries, subscriptions
 from hiem.store import topics as topic_store
 from hiem.store.db import Database

@@ -2,7 +2,7 @@
 the cost of signing a Notify.
 
 The broker signs every outgoing Notify (a fresh system SAML assertion signed with its key, then the
-envelope: hiem.security_setup.BrokerSigner). There is no switch to turn that off in a running broker, so
+envelope: hiem.security.setup.BrokerSigner). There is no switch to turn that off in a running broker, so
 its cost is measured here, per message, as build_delivery with and without the signer; and the inbound
 side (verifying a signed message, what the SOAP edge does outside dev mode) likewise.
 """
@@ -38,7 +38,7 @@ def signing(tmp: Path, repeats: int = 40) -> dict[str, Any]:
     try:
         from hiem.config import load_settings
         from hiem.security import MemoryReplayCache
-        from hiem.security_setup import BrokerSigner, broker_identity, make_verifier
+        from hiem.security.setup import BrokerSigner, broker_identity, make_verifier
         from hiem.wsn.outgoing import build_delivery
     except ImportError as exc:
         return {"measured": False, "reason": f"hiem has no outbound signing ({exc})"}

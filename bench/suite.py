@@ -32,9 +32,9 @@ from tests.support import wsn
 
 
 def _sender_threads() -> int:
-    """Threads one hiem process uses to POST to consumers (workers.sending.SENDER_THREADS)."""
+    """Threads one hiem process uses to POST to consumers (hiem.delivery.pipeline.SENDER_THREADS)."""
     try:
-        from workers import sending
+        from hiem.delivery import pipeline as sending
 
         return int(sending.SENDER_THREADS)
     except Exception:  # an import problem shows up in the benchmarks themselves

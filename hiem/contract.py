@@ -1,7 +1,7 @@
 """The official contract: the WSDL and XSD files hiem serves and validates against.
 
 HIEM v2.0 section 2.4 makes WS-BaseNotification 1.3 (and WS-Topics 1.3) the transaction standard, so
-the contract is OASIS's own: ``wsdl/`` holds the OASIS/W3C schemas and WSDLs byte for byte, except
+the contract is OASIS's own: ``hiem/data/wsdl/`` holds the OASIS/W3C schemas and WSDLs byte for byte, except
 that their import locations name sibling files (``wsdl/SOURCES.md`` lists every changed attribute),
 plus hiem's four service WSDLs, which import ``bw-2.wsdl``/``brw-2.wsdl`` and add only bindings and
 a service. Any WS-N client generated from the OASIS portTypes therefore works against hiem.
@@ -53,7 +53,7 @@ __all__ = [
     "validate_wsn",
 ]
 
-WSDL_DIR: Final[Path] = Path(__file__).resolve().parent.parent / "wsdl"
+WSDL_DIR: Final[Path] = Path(__file__).resolve().parent / "data" / "wsdl"
 
 #: Endpoint name (the last segment of ``/wsn/<endpoint>``) -> its service WSDL in ``wsdl/``.
 SERVICE_WSDLS: Final[Mapping[str, str]] = MappingProxyType(
@@ -102,7 +102,7 @@ def _listing() -> frozenset[str]:
     """The contract file names in WSDL_DIR (read once: the folder does not change at run time)."""
     if not WSDL_DIR.is_dir():
         raise FileNotFoundError(
-            f"hiem's wsdl/ folder is missing at {WSDL_DIR}; run from a source checkout or an editable install"
+            f"hiem's data/wsdl/ folder is missing at {WSDL_DIR}: the installation is incomplete"
         )
     return frozenset(
         path.name for path in WSDL_DIR.iterdir() if path.is_file() and _PLAIN_NAME.fullmatch(path.name)

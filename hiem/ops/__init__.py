@@ -3,7 +3,7 @@
 Layout: :mod:`.app` routes and guards requests, :mod:`.pages` and :mod:`.queries` read, :mod:`.actions`
 writes (replay, probe) with a record in ``operator_actions``, :mod:`.sessions` and :mod:`.operators` do
 authentication, :mod:`.stats` and :mod:`.queue` compute the overview that ``hiem status`` and
-``/metrics`` (:mod:`hiem.metrics`) share.
+``/metrics`` (:mod:`hiem.ops.metrics`) share.
 """
 
 from __future__ import annotations

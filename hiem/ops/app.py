@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session as DbSession
 
 from hiem.config import Settings
-from hiem.metrics import MetricsApp
 from hiem.ops import actions, operators, pages
 from hiem.ops.http import Request, Response, login_url, redirect, safe_next, text, with_done
+from hiem.ops.metrics import MetricsApp
 from hiem.ops.queue import QueueProbe
 from hiem.ops.render import Renderer
 from hiem.ops.sessions import COOKIE_NAME, Session, SessionSigner, password_fingerprint

@@ -57,7 +57,7 @@ def workers_seen(queue: str, timeout: float = PING_TIMEOUT) -> list[str]:
     Asked with ``active_queues`` rather than ``ping``: a broadcast reaches every worker on the broker,
     including other deployments' sharing the Redis database, and only the queue tells ours apart.
     """
-    from workers.app import app
+    from hiem.worker.celery_app import app
 
     # broadcast() returns one {node: queues} dict per reply; inspect() would merge same-named nodes
     replies = app.control.broadcast("active_queues", reply=True, timeout=timeout) or []

@@ -135,7 +135,7 @@ def _fan_out_one(session: Session, notification: Notification) -> None:
 
 def _fan_out_filtered(session: Session, notification: Notification, now: datetime) -> None:
     """Subscriptions with a MessageContent filter: evaluated in Python, in keyset batches."""
-    from hiem.wsn.content_filter import matches_message
+    from hiem.content_filter import matches_message
 
     after = ""
     while True:

@@ -6,16 +6,17 @@ import uuid
 
 from lxml import etree
 
-from hiem import ns
+from hiem import content_filter, ns
 from hiem.audit import AuditKind
+from hiem.delivery.policy import AddressNotAllowed, check_consumer_address, resolve_checked
 from hiem.errors import DeliveryError
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
 from hiem.store import audit, authorization, deliveries, pullpoints, subscriptions
 from hiem.store import topics as topic_store
 from hiem.store.db import utcnow
-from hiem.wsn import content_filter, faults, leases, messages, probes, topics
+from hiem.wsn import endpoint_checks as probes
+from hiem.wsn import faults, leases, messages, topics
 from hiem.wsn.context import ServiceContext
-from hiem.wsn.outbound import AddressNotAllowed, check_consumer_address, resolve_checked
 from hiem.wsn.pullpoint import pull_point_of
 from hiem.wstopics import TopicDialect, topic_set_element
 

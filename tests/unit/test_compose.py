@@ -248,7 +248,7 @@ def test_postgres_password_reaches_both_sides(compose: Compose) -> None:
         assert make_url(services[name]["environment"]["HIEM_DATABASE_URL"]).password == "s3cret"
 
 
-# -- monitoring: Prometheus and Grafana wired to deploy/ (hiem.metrics) ---------------------------------------
+# -- monitoring: Prometheus and Grafana wired to deploy/ (hiem.ops.metrics) ---------------------------------------
 def test_monitoring_services_mount_the_deploy_files(project: dict[str, Any]) -> None:
     services = project["services"]
 

@@ -6,10 +6,10 @@ import pytest
 
 from hiem.config import DeliverySettings, Settings
 from hiem.delivery.base import DeliveryRequest
+from hiem.delivery.policy import AddressNotAllowed, HostNotResolved, check_consumer_address, resolve_checked
 from hiem.delivery.soap_http import SoapHttpChannel
 from hiem.errors import ConsumerRejected
 from hiem.wsn import faults
-from hiem.wsn.outbound import AddressNotAllowed, HostNotResolved, check_consumer_address, resolve_checked
 from tests.support.consumer import RecordingConsumer
 
 REFUSED = [
@@ -41,8 +41,8 @@ def test_delivery_retries_an_unresolved_host_but_not_a_refused_address():
     from types import SimpleNamespace
 
     from hiem.config import load_settings
+    from hiem.delivery.attempts import send
     from tests.unit.test_sending import claim
-    from workers.attempts import send
 
     # production settings (private addresses refused); send() decides both cases before it needs more
     # of the runtime than its settings

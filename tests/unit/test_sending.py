@@ -1,4 +1,4 @@
-"""The per-process delivery pipeline (workers.sending): per-consumer limits, a hanging consumer, batching."""
+"""The per-process delivery pipeline (hiem.delivery.pipeline): per-consumer limits, a hanging consumer, batching."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 
 from hiem.config import DeliverySettings
+from hiem.delivery import pipeline as sending
+from hiem.delivery.attempts import Attempted
+from hiem.delivery.pipeline import OriginQueues, OutcomeRecorder
 from hiem.store.deliveries import Claim
 from tests.support.faults import wait_until
-from workers import sending
-from workers.attempts import Attempted
-from workers.sending import OriginQueues, OutcomeRecorder
 
 
 def claim(n: int, address: str = "http://a.example/notify") -> Claim:

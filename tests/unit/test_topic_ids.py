@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 
-from hiem.bootstrap import open_database
+from hiem.app.bootstrap import open_database
 from hiem.config import load_settings
 from hiem.store import topics as topic_store
 from hiem.wstopics import TopicPath, parse_topic_namespace

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from hiem import ns
-from hiem.bootstrap import BUNDLED_TOPICS, load_topic_files, open_database
+from hiem.app.bootstrap import BUNDLED_TOPICS, load_topic_files, open_database
 from hiem.config import Settings
 from hiem.ops import operators
 from hiem.ops.app import OpsApp

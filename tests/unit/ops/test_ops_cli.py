@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hiem.cli import main
+from hiem.cli.main import main
 from hiem.ops import operators
 from hiem.store.db import Database
 from hiem.store.models import Delivery, OperatorAction
@@ -66,7 +66,7 @@ def test_replay_all_dead_with_progress(env: Database, seeded: Seeded, capsys: py
 
 
 def test_topics_load_with_progress(env: Database, capsys: pytest.CaptureFixture[str]) -> None:
-    from hiem.bootstrap import BUNDLED_TOPICS
+    from hiem.app.bootstrap import BUNDLED_TOPICS
 
     files = [str(p) for p in sorted(BUNDLED_TOPICS.glob("*.xml"))]
     assert main(["topics", "load", *files]) == 0
@@ -75,8 +75,8 @@ def test_topics_load_with_progress(env: Database, capsys: pytest.CaptureFixture[
 
 
 def test_status_lines_in_distributed_mode(db: Database, seeded: Seeded) -> None:
+    from hiem.cli.ops import status_lines
     from hiem.ops import stats
-    from hiem.ops.cli import status_lines
     from hiem.ops.queue import QueueStatus
 
     with db.session() as session:

@@ -11,7 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from hiem.config import Settings
-from hiem.metrics import MetricsApp
+from hiem.ops.metrics import MetricsApp
 from hiem.ops.queue import QueueStatus
 from hiem.store.db import Database
 from tests.unit.ops.conftest import FixedQueue, Seeded

@@ -120,7 +120,7 @@ def test_existing_wsu_ids_are_reused(kit) -> None:
 def test_broker_signer_carries_a_fresh_assertion_per_message_that_one_consumer_accepts_each_time(kit) -> None:
     from hiem.config import load_settings
     from hiem.security import MemoryReplayCache
-    from hiem.security_setup import BrokerIdentity, BrokerSigner
+    from hiem.security.setup import BrokerIdentity, BrokerSigner
 
     broker = kit.gateway
     signer = BrokerSigner(load_settings({"HIEM_DEV": "1"}), BrokerIdentity(broker.key_pem, broker.cert_pem))
@@ -142,7 +142,7 @@ def test_one_broker_signer_shared_by_many_threads_signs_every_message_validly(ki
 
     from hiem.config import load_settings
     from hiem.security import MemoryReplayCache
-    from hiem.security_setup import BrokerIdentity, BrokerSigner
+    from hiem.security.setup import BrokerIdentity, BrokerSigner
 
     broker = kit.gateway
     signer = BrokerSigner(load_settings({"HIEM_DEV": "1"}), BrokerIdentity(broker.key_pem, broker.cert_pem))

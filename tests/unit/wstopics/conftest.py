@@ -8,21 +8,17 @@ import pytest
 from lxml import etree
 
 from hiem import xmlsafe
+from hiem.app.bootstrap import BUNDLED_TOPICS
+from hiem.contract import WSDL_DIR
 from hiem.wstopics import TopicNamespace, parse_topic_namespace
 
-REPO = Path(__file__).resolve().parents[3]
-GIPSE_XML = REPO / "topics" / "gipse.xml"
-# The reference copy whose imports resolve offline; the project's own wsdl/ copy when it is absent (CI).
-_SCHEMA_CANDIDATES = (REPO.parent / "shared" / "schemas" / "cxf" / "t-1.xsd", REPO / "wsdl" / "t-1.xsd")
+GIPSE_XML = BUNDLED_TOPICS / "gipse.xml"
 
 
 @pytest.fixture(scope="session")
 def t1_schema_file() -> Path:
-    """Where t-1.xsd is on disk."""
-    for candidate in _SCHEMA_CANDIDATES:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("t-1.xsd not found in ../shared/schemas/cxf/ nor wsdl/")
+    """t-1.xsd as hiem ships it (imports rewritten to sibling files, so it compiles offline)."""
+    return WSDL_DIR / "t-1.xsd"
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +29,11 @@ def t1_schema(t1_schema_file: Path) -> etree.XMLSchema:
 
 @pytest.fixture(scope="session")
 def gipse_xml() -> bytes:
-    """The bytes of topics/gipse.xml."""
+    """The bytes of the bundled gipse.xml."""
     return GIPSE_XML.read_bytes()
 
 
 @pytest.fixture(scope="session")
 def gipse(gipse_xml: bytes) -> TopicNamespace:
-    """topics/gipse.xml, parsed."""
+    """The bundled gipse.xml, parsed."""
     return parse_topic_namespace(gipse_xml)

@@ -1,4 +1,4 @@
-"""topics/gipse.xml: schema-valid, and it holds both the HIEM spec's and CONNECT's GIPSE trees."""
+"""hiem/data/topics/gipse.xml: schema-valid, and it holds both the HIEM spec's and CONNECT's GIPSE trees."""
 
 from __future__ import annotations
 

@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
-    from hiem.ops.cli import register as register_ops_commands  # `operators`, `status` (hiem.ops)
+    from hiem.cli.ops import register as register_ops_commands  # `operators`, `status` (hiem.ops)
 
     register_ops_commands(sub)
     return parser
@@ -135,8 +135,8 @@ def _parser() -> argparse.ArgumentParser:
 
 # -- serve / worker -----------------------------------------------------------------------------------------
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.app.server import run_server
     from hiem.memory import limit_malloc_arenas
-    from hiem.server import run_server
 
     if settings.dev:
         if not all(ipaddress.ip_address(_host_ip(h)).is_loopback for h in (args.host, args.ops_host or args.host)):
@@ -153,8 +153,8 @@ def _host_ip(host: str) -> str:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.app.server import run_worker
     from hiem.memory import limit_malloc_arenas
-    from hiem.server import run_worker
 
     if settings.embedded:
         print("hiem worker needs HIEM_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without it `hiem serve` "
@@ -167,13 +167,13 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- operator commands ----------------------------------------------------------------------------------------
 def _topics_load(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
 
     for path in args.files:
         if not path.is_file():
             print(f"hiem: no such file: {path}", file=sys.stderr)
             return 2
-    from hiem.ops.cli import load_topics_with_progress  # rich progress bar on stderr
+    from hiem.cli.ops import load_topics_with_progress  # rich progress bar on stderr
 
     results = load_topics_with_progress(open_database(settings), list(args.files))
     for result in results:
@@ -182,7 +182,7 @@ def _topics_load(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics_list(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import topics
 
     db = open_database(settings)
@@ -198,7 +198,7 @@ def _topics_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _subscriptions_list(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import subscriptions
 
     db = open_database(settings)
@@ -212,7 +212,7 @@ def _subscriptions_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import deliveries
 
     db = open_database(settings)
@@ -226,12 +226,12 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _deliveries_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import deliveries
 
     db = open_database(settings)
     if args.all_dead:
-        from hiem.ops.cli import replay_with_progress  # batches with a rich progress bar; recorded
+        from hiem.cli.ops import replay_with_progress  # batches with a rich progress bar; recorded
 
         ids = replay_with_progress(db, None)
     else:
@@ -246,7 +246,7 @@ def _deliveries_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _deliveries_parked(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import breaker
 
     with open_database(settings).session() as session:
@@ -257,7 +257,7 @@ def _deliveries_parked(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _deliveries_probe(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import breaker
 
     with open_database(settings).session() as session:
@@ -283,7 +283,7 @@ def _since(value: str):  # type: ignore[no-untyped-def]
 
 
 def _audit_list(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import audit
 
     kind = _EVENT_ALIASES.get(args.event, args.event) if args.event else None
@@ -299,8 +299,8 @@ def _audit_show(args: argparse.Namespace, settings: Settings) -> int:
     from lxml import etree
 
     from hiem import xmlsafe
+    from hiem.app.bootstrap import open_database
     from hiem.audit import build_audit_message, event_from_json
-    from hiem.bootstrap import open_database
     from hiem.store.models import AuditRecord
 
     with open_database(settings).session() as session:
@@ -330,7 +330,7 @@ def _topic_argument(text: str):  # type: ignore[no-untyped-def]
 
 
 def _authz_allow(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import authorization
 
     namespace, topic = _topic_argument(args.topic)
@@ -341,7 +341,7 @@ def _authz_allow(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _authz_list(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import authorization
 
     with open_database(settings).session() as session:
@@ -352,7 +352,7 @@ def _authz_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _authz_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store import authorization
 
     with open_database(settings).session() as session:
@@ -363,7 +363,7 @@ def _authz_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dev_assertion(args: argparse.Namespace, settings: Settings) -> int:
     from hiem.security import mint_assertion
-    from hiem.security_setup import broker_identity
+    from hiem.security.setup import broker_identity
 
     identity = broker_identity(settings)
     assertion = mint_assertion(
@@ -380,7 +380,7 @@ def _dev_assertion(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
 
     open_database(settings)
     print("database schema is up to date")

@@ -9,12 +9,12 @@ import threading
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from hiem.app.bootstrap import load_topic_files, open_database, topic_files
+from hiem.app.web import HiemApp, WsgiApp
 from hiem.audit.trail import AuditTrail
-from hiem.bootstrap import load_topic_files, open_database, topic_files
 from hiem.config import Settings
-from hiem.security_setup import BrokerSigner, broker_identity, make_verifier
+from hiem.security.setup import BrokerSigner, broker_identity, make_verifier
 from hiem.store.replay import DatabaseReplayCache
-from hiem.web import HiemApp, WsgiApp
 from hiem.wsn.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, ops_host: str | None = None,
                ops_port: int | None = None) -> int:
-    from workers import app as celery_app
-    from workers.dispatch import CeleryDispatcher
+    from hiem.worker import celery_app as celery_app
+    from hiem.worker.dispatch import CeleryDispatcher
 
     app = celery_app.configure(settings)
     database = open_database(settings)
@@ -55,9 +55,9 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
         return 0
     web = threading.Thread(target=server.safe_start, name="hiem-http", daemon=True)
     web.start()
-    from workers import runtime as worker_runtime
-    from workers.audit_shipper import AuditShipper
-    from workers.sweeper import Sweeper
+    from hiem.worker import runtime as worker_runtime
+    from hiem.worker.audit_shipper import AuditShipper
+    from hiem.worker.sweeper import Sweeper
 
     sweeper = Sweeper(settings.delivery.sweep_interval)
     sweeper.start()
@@ -95,9 +95,9 @@ def make_http_server(settings: Settings, *, app_: WsgiApp, host: str, port: int,
 def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str, sweeper: bool) -> int:
     from celery.signals import worker_ready, worker_shutdown
 
-    from workers import app as celery_app
-    from workers.audit_shipper import AuditShipper
-    from workers.sweeper import Sweeper
+    from hiem.worker import celery_app as celery_app
+    from hiem.worker.audit_shipper import AuditShipper
+    from hiem.worker.sweeper import Sweeper
 
     app = celery_app.configure(settings)
     broker_identity(settings)  # the signing key must be there before the first delivery

@@ -1,6 +1,6 @@
 """``hiem operators …``, ``hiem status`` and the progress bars of the long CLI operations.
 
-``register`` adds the subcommands to ``hiem``'s parser, so :mod:`hiem.cli` only has to call it.
+``register`` adds the subcommands to ``hiem``'s parser, so :mod:`hiem.cli.main` only has to call it.
 Progress bars go to stderr (rich), leaving stdout to the lines scripts parse.
 """
 
@@ -51,7 +51,7 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _operators_add(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.ops.operators import OperatorError, add_operator
 
     try:
@@ -68,7 +68,7 @@ def _operators_add(args: argparse.Namespace, settings: Settings) -> int:
 def _operators_list(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
 
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.store.models import Operator
 
     with open_database(settings).session() as session:
@@ -79,12 +79,12 @@ def _operators_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from hiem.bootstrap import open_database
+    from hiem.app.bootstrap import open_database
     from hiem.ops import stats
     from hiem.ops.queue import QueueProbe
 
     if not settings.embedded:
-        from workers import app as celery_app
+        from hiem.worker import celery_app as celery_app
 
         celery_app.configure(settings)  # to ask the workers which queues they consume
     with open_database(settings).session() as session:
@@ -176,7 +176,7 @@ def replay_with_progress(database: Database, ids: Sequence[int] | None) -> list[
 
 def load_topics_with_progress(database: Database, files: Sequence[Path]) -> list[LoadResult]:
     """Load TopicNamespace documents one file (one transaction) at a time, with a bar over the files."""
-    from hiem.bootstrap import load_topic_files
+    from hiem.app.bootstrap import load_topic_files
 
     results: list[LoadResult] = []
     with progress_bar("loading topic documents", len(files)) as progress:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from hiem.delivery.attempts import Attempted, record, send
 from hiem.store import breaker
 from hiem.store import deliveries as store
 from hiem.store.db import utcnow
-from workers.app import app
-from workers.attempts import Attempted, record, send
-from workers.runtime import Runtime, runtime
+from hiem.worker.celery_app import app
+from hiem.worker.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
 

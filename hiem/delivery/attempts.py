@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 from hiem.audit import AuditEvent
 from hiem.audit.codes import EventOutcomeIndicator
 from hiem.delivery import channel_name_for
+from hiem.delivery.policy import AddressNotAllowed, HostNotResolved, resolve_checked
 from hiem.errors import DeliveryError, DeliveryRefused
 from hiem.store import audit, breaker
 from hiem.store import deliveries as store
-from hiem.wsn.outbound import AddressNotAllowed, HostNotResolved, resolve_checked
 from hiem.wsn.outgoing import build_delivery, delivery_message_id
 
 if TYPE_CHECKING:
-    from workers.runtime import Runtime
+    from hiem.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

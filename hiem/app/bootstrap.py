@@ -15,7 +15,7 @@ from hiem.wstopics import TopicDialect, parse_expression, parse_topic_namespace
 log = logging.getLogger(__name__)
 
 #: the topic documents shipped with hiem (the GIPSE tree), used when HIEM_TOPICS_DIR does not exist
-BUNDLED_TOPICS = Path(__file__).resolve().parent.parent / "topics"
+BUNDLED_TOPICS = Path(__file__).resolve().parent.parent / "data" / "topics"
 
 
 def open_database(settings: Settings, migrate: bool = True) -> Database:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from hiem.audit.trail import AuditTrail
 from hiem.config import Settings, load_settings
 from hiem.delivery import DeliveryChannel, make_channel
-from hiem.security_setup import BrokerSigner, broker_identity
+from hiem.security.setup import BrokerSigner, broker_identity
 from hiem.store.db import Database
 
 if TYPE_CHECKING:
-    from workers.sending import OriginQueues, OutcomeRecorder
+    from hiem.delivery.pipeline import OriginQueues, OutcomeRecorder
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ class Runtime:
     @property
     def queues(self) -> OriginQueues:
         """This process's delivery pipeline (per-consumer queues, sender threads, outcome recorder)."""
-        from workers.attempts import send
-        from workers.sending import EMBEDDED_SENDER_THREADS, SENDER_THREADS, OriginQueues, OutcomeRecorder
-        from workers.tasks import record_and_follow
+        from hiem.delivery.attempts import send
+        from hiem.delivery.pipeline import EMBEDDED_SENDER_THREADS, SENDER_THREADS, OriginQueues, OutcomeRecorder
+        from hiem.worker.tasks import record_and_follow
 
         with self._lock:
             if self._queues is None:

@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from hiem.delivery.attempts import Attempted
 from hiem.store.db import utcnow
 from hiem.store.deliveries import Claim
-from workers.attempts import Attempted
 
 if TYPE_CHECKING:
-    from workers.runtime import Runtime
+    from hiem.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

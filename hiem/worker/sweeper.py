@@ -21,14 +21,14 @@ from hiem.addressing import EndpointReference
 from hiem.audit import AuditKind
 from hiem.audit.codes import EventOutcomeIndicator
 from hiem.audit.trail import Caller
+from hiem.delivery.policy import AddressNotAllowed, resolve_checked
 from hiem.errors import DeliveryError
 from hiem.store import audit, pullpoints, subscriptions
 from hiem.store import deliveries as store
 from hiem.store.db import utcnow
-from hiem.wsn import probes
+from hiem.worker.runtime import runtime
+from hiem.wsn import endpoint_checks as probes
 from hiem.wsn.leases import parse_duration
-from hiem.wsn.outbound import AddressNotAllowed, resolve_checked
-from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ SWEEP_LIMIT = 5000
 
 def sweep_once() -> tuple[int, int]:
     """One pass; returns (fan-outs, deliveries) re-enqueued."""
-    from workers.tasks import deliver, fanout, send_deliveries
+    from hiem.worker.tasks import deliver, fanout, send_deliveries
 
     rt = runtime()
     cutoff = utcnow() - timedelta(seconds=rt.settings.delivery.visibility_timeout)

@@ -31,7 +31,7 @@ from hiem.config import AuditSettings
 from hiem.errors import AuditShipError
 from hiem.store import audit
 from hiem.store.db import utcnow
-from workers.runtime import runtime
+from hiem.worker.runtime import runtime
 
 log = logging.getLogger(__name__)
 

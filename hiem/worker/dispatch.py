@@ -5,11 +5,11 @@ from __future__ import annotations
 
 class CeleryDispatcher:
     def fanout(self, notification_id: int) -> None:
-        from workers.tasks import fanout
+        from hiem.worker.tasks import fanout
 
         fanout.delay(notification_id)
 
     def deliver_in_order(self, delivery_ids: list[int]) -> None:
-        from workers.tasks import deliver
+        from hiem.worker.tasks import deliver
 
         deliver.delay(delivery_ids, sequential=True)

@@ -17,11 +17,11 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from hiem.config import Settings
-from workers import runtime
+from hiem.worker import runtime
 
 EMBEDDED_BROKER = "memory://"
 
-app = Celery("hiem", include=["workers.tasks"])
+app = Celery("hiem", include=["hiem.worker.tasks"])
 
 
 def configure(settings: Settings) -> Celery:

@@ -1,0 +1,1 @@
+"""The ``hiem`` command."""

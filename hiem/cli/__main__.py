@@ -1,0 +1,5 @@
+"""``python -m hiem.cli``: the ``hiem`` command."""
+
+from hiem.cli.main import main
+
+raise SystemExit(main())
