@@ -28,10 +28,14 @@ system-deps:
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/deptry .
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

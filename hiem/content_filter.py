@@ -24,7 +24,6 @@ from typing import Any
 from lxml import etree
 
 from hiem import xmlsafe
-from hiem.wsn import faults
 
 XPATH_1_0 = "http://www.w3.org/TR/1999/REC-xpath-19991116"
 MAX_EXPRESSION_LENGTH = 2048
@@ -34,20 +33,24 @@ STARTUP_TIMEOUT = 60.0
 log = logging.getLogger(__name__)
 
 
+class InvalidExpression(ValueError):
+    """A MessageContent filter that cannot be evaluated (WS-N answers InvalidMessageContentExpressionFault)."""
+
+
 def compile_filter(expression: str, dialect: str | None, nsmap: dict[str | None, str]) -> dict[str, str]:
     """Check a MessageContent filter; return the prefix map it is to be evaluated with."""
     if (dialect or "").strip() != XPATH_1_0:
-        raise faults.InvalidMessageContentExpressionFault(
+        raise InvalidExpression(
             f"MessageContent dialect {dialect!r} is not supported; use XPath 1.0 ({XPATH_1_0})")
     if not expression.strip() or len(expression) > MAX_EXPRESSION_LENGTH:
-        raise faults.InvalidMessageContentExpressionFault("MessageContent expression is empty or too long")
+        raise InvalidExpression("MessageContent expression is empty or too long")
     namespaces = {p: u for p, u in nsmap.items() if p}
     try:
         # libxml2 reports some syntax errors only when the expression first runs: run it once on an empty
         # element (cheap, and it cannot be slow on a one-node document).
         etree.XPath(expression, namespaces=namespaces)(etree.Element("probe"))
     except (etree.XPathSyntaxError, etree.XPathError) as exc:
-        raise faults.InvalidMessageContentExpressionFault(f"invalid XPath 1.0 expression {expression!r}: {exc}") \
+        raise InvalidExpression(f"invalid XPath 1.0 expression {expression!r}: {exc}") \
             from None
     return namespaces
 

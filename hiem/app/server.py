@@ -9,36 +9,34 @@ import threading
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from hiem.app.bootstrap import load_topic_files, open_database, topic_files
+from hiem.app.bootstrap import load_topic_files, topic_files
+from hiem.app.console import mount_console
+from hiem.app.context import build_runtime, runtime_factory, service_context
 from hiem.app.web import HiemApp, WsgiApp
-from hiem.audit.trail import AuditTrail
 from hiem.config import Settings
-from hiem.security.setup import BrokerSigner, broker_identity, make_verifier
+from hiem.security.setup import broker_identity, make_verifier
 from hiem.store.replay import DatabaseReplayCache
-from hiem.wsn.context import ServiceContext
+from hiem.worker import celery_app, tasks
+from hiem.worker import runtime as worker_runtime
+from hiem.worker.audit_shipper import AuditShipper
+from hiem.worker.dispatch import CeleryDispatcher
+from hiem.worker.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
 
 def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, ops_host: str | None = None,
                ops_port: int | None = None) -> int:
-    from hiem.worker import celery_app as celery_app
-    from hiem.worker.dispatch import CeleryDispatcher
-
     app = celery_app.configure(settings)
-    database = open_database(settings)
+    rt = build_runtime(settings)
+    database = rt.db
     for result in load_topic_files(database, topic_files(settings)):
         log.info("topics %s: %d added, %d already loaded", result.namespace, result.added, result.existing)
     # refuse to start without what production needs: trusted IdPs first, then the broker's signing key
     verifier = make_verifier(settings, DatabaseReplayCache(database))
-    ctx = ServiceContext(settings=settings, db=database, dispatcher=CeleryDispatcher(), audit=AuditTrail(settings),
-                         signer=BrokerSigner(settings, broker_identity(settings)))
-    # -- ops console (hiem.ops): on the main port, or alone on --ops-port --
-    from hiem.ops.serving import mount_console
-
+    ctx = service_context(rt, CeleryDispatcher())
     console = mount_console(settings, database, host=host, port=port, ops_host=ops_host, ops_port=ops_port,
                             make_server=make_http_server)
-    # -- end ops --
     web_app = HiemApp(ctx, broker_check=celery_app.broker_reachable, ops=console.on_main, verifier=verifier.verify)
     server = make_http_server(settings, app_=web_app, host=host, port=port, threads=threads)
     console.start()
@@ -55,10 +53,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
         return 0
     web = threading.Thread(target=server.safe_start, name="hiem-http", daemon=True)
     web.start()
-    from hiem.worker import runtime as worker_runtime
-    from hiem.worker.audit_shipper import AuditShipper
-    from hiem.worker.sweeper import Sweeper
-
+    worker_runtime.install(rt)  # the in-process worker shares this process's resources
     sweeper = Sweeper(settings.delivery.sweep_interval)
     sweeper.start()
     shipper = AuditShipper()
@@ -72,7 +67,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
     finally:
         sweeper.stop()
         sweeper.join(timeout=30)  # a sweep in progress must not rebuild the runtime after it is closed
-        worker_runtime.shutdown()
+        tasks.shutdown()
         shipper.stop()
         server.stop()
         console.stop()
@@ -95,12 +90,9 @@ def make_http_server(settings: Settings, *, app_: WsgiApp, host: str, port: int,
 def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str, sweeper: bool) -> int:
     from celery.signals import worker_ready, worker_shutdown
 
-    from hiem.worker import celery_app as celery_app
-    from hiem.worker.audit_shipper import AuditShipper
-    from hiem.worker.sweeper import Sweeper
-
     app = celery_app.configure(settings)
     broker_identity(settings)  # the signing key must be there before the first delivery
+    worker_runtime.configure(runtime_factory(settings))
     background: list[Sweeper | AuditShipper] = []
 
     @worker_ready.connect(weak=False)

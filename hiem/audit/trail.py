@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 from hiem.audit.codes import EventOutcomeIndicator, RoleIDCode, SecurityAlertType
 from hiem.audit.events import AuditEvent, AuditKind, Participant
+from hiem.clock import utcnow
 from hiem.config import Settings
-from hiem.store.db import utcnow
 
 Outcome = EventOutcomeIndicator
 

@@ -11,19 +11,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from hiem.audit import AuditEvent
 from hiem.audit.codes import EventOutcomeIndicator
 from hiem.delivery import channel_name_for
+from hiem.delivery.context import DeliveryContext, delivery_message_id
 from hiem.delivery.policy import AddressNotAllowed, HostNotResolved, resolve_checked
 from hiem.errors import DeliveryError, DeliveryRefused
 from hiem.store import audit, breaker
 from hiem.store import deliveries as store
-from hiem.wsn.outgoing import build_delivery, delivery_message_id
-
-if TYPE_CHECKING:
-    from hiem.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +37,7 @@ class Attempted:
     released_reason: str = ""
 
 
-def send(rt: Runtime, claim: store.Claim, origin: str) -> Attempted:
+def send(rt: DeliveryContext, claim: store.Claim, origin: str) -> Attempted:
     """Check the address again, build and sign the Notify, POST it. Never raises: a bug must not lose the
     delivery, so it is recorded as a retryable error."""
     settings = rt.settings.delivery
@@ -53,7 +49,7 @@ def send(rt: Runtime, claim: store.Claim, origin: str) -> Attempted:
         return Attempted(claim, origin, error=DeliveryRefused(f"consumer address refused: {exc}"))
     try:
         channel = rt.channel(channel_name_for(claim.consumer_address))
-        request = build_delivery(claim, rt.signer)
+        request = rt.build(claim)
         if addresses:
             request = replace(request, connect_to=addresses[0])
         outcome = channel.deliver(request)
@@ -73,7 +69,7 @@ class Recorded:
     parked: dict[str, datetime] = field(default_factory=dict)
 
 
-def record(rt: Runtime, attempts: list[Attempted]) -> Recorded:
+def record(rt: DeliveryContext, attempts: list[Attempted]) -> Recorded:
     """Write a batch of outcomes in one transaction.
 
     An outcome whose delivery was meanwhile claimed again by someone else (its lease expired) is not
@@ -120,7 +116,7 @@ def record(rt: Runtime, attempts: list[Attempted]) -> Recorded:
     return result
 
 
-def export_event(rt: Runtime, claim: store.Claim,
+def export_event(rt: DeliveryContext, claim: store.Claim,
                  outcome: EventOutcomeIndicator = EventOutcomeIndicator.SUCCESS,
                  description: str | None = None) -> AuditEvent:
     """The ATNA Export event of one delivery (DICOM PS3.15 A.5.3.6: the broker sent data out)."""

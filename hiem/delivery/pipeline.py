@@ -39,16 +39,13 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from hiem.clock import utcnow
 from hiem.delivery.attempts import Attempted
-from hiem.store.db import utcnow
+from hiem.delivery.context import DeliveryContext
 from hiem.store.deliveries import Claim
-
-if TYPE_CHECKING:
-    from hiem.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +77,7 @@ class OriginQueues:
     process gives back what it has not started, so a graceful stop re-sends nothing.
     """
 
-    def __init__(self, rt: Runtime, send: Callable[[Runtime, Claim, str], Attempted],
+    def __init__(self, rt: DeliveryContext, send: Callable[[DeliveryContext, Claim, str], Attempted],
                  recorder: OutcomeRecorder, *, threads: int = SENDER_THREADS, backlog: int = BACKLOG) -> None:
         self._rt = rt
         self._send = send

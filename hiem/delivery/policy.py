@@ -12,7 +12,6 @@ import socket
 from urllib.parse import urlsplit
 
 from hiem.config import Settings
-from hiem.wsn import faults
 
 
 class AddressNotAllowed(ValueError):
@@ -60,13 +59,9 @@ def resolve_checked(address: str, allow_private: bool) -> list[str]:
 
 
 def check_consumer_address(address: str, settings: Settings) -> None:
-    """Subscribe-time check; refusals are SubscribeCreationFailedFault (Sender: the client can fix it)."""
-    try:
-        parts = urlsplit(address)
-        if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
-            raise AddressNotAllowed(f"consumer address {address!r} is not an absolute http(s) URL")
-        if not settings.delivery.allow_private_addresses:
-            resolve_checked(address, allow_private=False)
-    except AddressNotAllowed as exc:
-        raise faults.SubscribeCreationFailedFault(f"consumer address refused: {exc}",
-                                                  code=faults.SoapCode.SENDER) from None
+    """Subscribe-time check: AddressNotAllowed (HostNotResolved included) when deliveries could not go there."""
+    parts = urlsplit(address)
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        raise AddressNotAllowed(f"consumer address {address!r} is not an absolute http(s) URL")
+    if not settings.delivery.allow_private_addresses:
+        resolve_checked(address, allow_private=False)

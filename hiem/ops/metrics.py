@@ -38,10 +38,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from hiem.clock import utcnow
 from hiem.ops import stats
 from hiem.ops.queue import QueueProbe
 from hiem.store import audit
-from hiem.store.db import Database, utcnow
+from hiem.store.db import Database
 from hiem.store.models import DeliveryState, Notification, TopicNamespaceRow, TopicRow
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hiem.store.db import Database, utcnow
+from hiem.clock import utcnow
+from hiem.store.db import Database
 from hiem.store.models import Operator, OperatorAction
 
 DEV_OPERATOR = "dev"

@@ -8,7 +8,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from hiem.store.db import as_utc, utcnow
+from hiem.clock import utcnow
+from hiem.store.db import as_utc
 
 NONE = "\N{EN DASH}"  # shown for a missing value
 

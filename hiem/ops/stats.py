@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from hiem.clock import utcnow
 from hiem.store import audit
-from hiem.store.db import as_utc, utcnow
+from hiem.store.db import as_utc
 from hiem.store.models import Consumer, Delivery, DeliveryState, Notification, Subscription
 
 RECENT_ROWS = 20_000

@@ -35,8 +35,7 @@ from hiem.soap.envelope import (
     parse_request,
 )
 from hiem.soap.envelope import serialize as serialize_envelope
-from hiem.soap.faults import SoapFault, action_not_supported, fault_envelope, fault_http_status
-from hiem.wsn.faults import SoapCode, WsnFault
+from hiem.soap.faults import Fault, SoapCode, SoapFault, action_not_supported, fault_envelope, fault_http_status
 from hiem.xmlsafe import XmlLimits
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ Handler = Callable[[SoapRequest], SoapReply]
 #: checks a whole request envelope (WS-Security, SAML); returns what it established or raises a HiemError
 Verifier = Callable[[etree._Element], Any]
 #: Called with (request, fault) for every fault returned, so the audit trail can record refusals.
-FaultObserver = Callable[[SoapRequest | None, WsnFault | SoapFault], None]
+FaultObserver = Callable[[SoapRequest | None, Fault], None]
 
 _STATUS = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 413: "413 Payload Too Large",
            415: "415 Unsupported Media Type", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
@@ -122,7 +121,7 @@ class SoapEndpoint:
         operation = self.operations[request.body.tag]
         try:
             reply = operation.handler(request)
-        except (WsnFault, SoapFault) as fault:
+        except Fault as fault:
             return self._fault(request.version, fault, request)
         except Exception:
             log.exception("%s handler failed", self.name)
@@ -134,7 +133,7 @@ class SoapEndpoint:
         envelope = build_envelope(request.version, headers, [reply.body])
         return _Outcome(200, serialize_envelope(envelope), request.version.content_type)
 
-    def _fault(self, version: SoapVersion, fault: WsnFault | SoapFault, request: SoapRequest | None) -> _Outcome:
+    def _fault(self, version: SoapVersion, fault: Fault, request: SoapRequest | None) -> _Outcome:
         if self.fault_observer is not None:
             try:
                 self.fault_observer(request, fault)

@@ -7,28 +7,49 @@ SOAP 1.1 uses 500 for every fault; SOAP 1.2 uses 400 for Sender and 500 for Rece
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from enum import Enum
 
 from lxml import etree
 
 from hiem import ns
 from hiem.errors import HiemError
 from hiem.soap.envelope import SoapVersion, build_envelope
-from hiem.wsn.faults import SoapCode, WsnFault
 
 
-class SoapFault(HiemError):
-    """A fault below WS-N: malformed envelope, unknown action, missing header, server trouble.
+class SoapCode(str, Enum):
+    """Who is to blame, in SOAP 1.2 terms (SOAP 1.1 spells them Client and Server)."""
 
-    ``subcode`` is a Clark-notation QName such as WS-Addressing's ``wsa:ActionNotSupported``.
+    SENDER = "Sender"
+    RECEIVER = "Receiver"
+
+
+class Fault(HiemError):
+    """Every fault the edge writes: a reason, who is to blame and, for typed faults, a Detail element.
+
+    Subclasses above this layer (WS-N's faults) supply :meth:`detail`; the edge knows nothing else of them.
     """
+
+    reason: str
+    code: SoapCode = SoapCode.SENDER
+    #: a Clark-notation QName such as WS-Addressing's ``wsa:ActionNotSupported``
+    subcode: str | None = None
+    version_mismatch: bool = False
+    http_status: int | None = None
+    #: the refusal is a security event (failed authentication, signature, replay, authorization)
+    security_alert: bool = False
+
+    def detail(self) -> etree._Element | None:
+        return None
+
+
+class SoapFault(Fault):
+    """A fault below WS-N: malformed envelope, unknown action, missing header, server trouble."""
 
     def __init__(
         self, reason: str, code: SoapCode = SoapCode.SENDER, *, subcode: str | None = None,
         version_mismatch: bool = False, http_status: int | None = None, security_alert: bool = False,
     ) -> None:
         super().__init__(reason)
-        #: the refusal is a security event (failed authentication, signature, replay, authorization)
         self.security_alert = security_alert
         self.reason = reason
         self.code = code
@@ -44,36 +65,13 @@ def action_not_supported(action: str | None) -> SoapFault:
     )
 
 
-def base_fault_detail(fault: WsnFault, now: datetime | None = None) -> etree._Element:
-    """The WS-N fault element: BaseFaultType's Timestamp and Description, then the type's own elements."""
-    element = etree.Element(fault.qname, nsmap={"wsnt": ns.WSNT, "wsrf-bf": ns.WSRF_BF, "wsrf-r": ns.WSRF_R})
-    stamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    etree.SubElement(element, ns.qname(ns.WSRF_BF, "Timestamp")).text = stamp
-    description = etree.SubElement(element, ns.qname(ns.WSRF_BF, "Description"))
-    description.set(ns.qname(ns.XML, "lang"), "en")
-    description.text = fault.reason
-    for tag, text in fault.extra_elements():
-        if tag.endswith("}UnknownFilter") and text.startswith("{"):
-            # xsd:QName content needs its prefix in scope. Reuse a prefix the fault element already
-            # binds (lxml would drop a second declaration of the same namespace), else declare "uf".
-            namespace, local = text[1:].split("}", 1)
-            bound = next((p for p, u in element.nsmap.items() if u == namespace and p), None)
-            child = etree.SubElement(element, tag) if bound else etree.SubElement(element, tag, nsmap={"uf": namespace})
-            child.text = f"{bound or 'uf'}:{local}"
-        else:
-            etree.SubElement(element, tag).text = text
-    return element
-
-
-def fault_envelope(version: SoapVersion, fault: WsnFault | SoapFault, headers=()) -> etree._Element:
+def fault_envelope(version: SoapVersion, fault: Fault, headers=()) -> etree._Element:
     """A complete fault envelope in ``version``."""
-    detail = base_fault_detail(fault) if isinstance(fault, WsnFault) else None
-    code = fault.code
-    subcode = getattr(fault, "subcode", None)
+    detail = fault.detail()
     if version is SoapVersion.SOAP12:
-        body = _fault12(fault.reason, code, subcode, detail, getattr(fault, "version_mismatch", False))
+        body = _fault12(fault.reason, fault.code, fault.subcode, detail, fault.version_mismatch)
     else:
-        body = _fault11(fault.reason, code, detail, getattr(fault, "version_mismatch", False))
+        body = _fault11(fault.reason, fault.code, detail, fault.version_mismatch)
     return build_envelope(version, list(headers), [body])
 
 
@@ -107,10 +105,9 @@ def _fault11(reason, code: SoapCode, detail, mismatch: bool) -> etree._Element:
     return fault
 
 
-def fault_http_status(version: SoapVersion, fault: WsnFault | SoapFault) -> int:
-    explicit = getattr(fault, "http_status", None)
-    if explicit:
-        return explicit
+def fault_http_status(version: SoapVersion, fault: Fault) -> int:
+    if fault.http_status:
+        return fault.http_status
     if version is SoapVersion.SOAP12 and fault.code is SoapCode.SENDER:
         return 400
     return 500

@@ -8,7 +8,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from hiem.audit import AuditEvent, event_to_json
-from hiem.store.db import utcnow
+from hiem.clock import utcnow
 from hiem.store.models import AuditRecord
 
 

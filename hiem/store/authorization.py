@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hiem.store.db import utcnow
+from hiem.clock import utcnow
 from hiem.store.models import AuthorizationRule
 from hiem.wstopics import TopicPath
 

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from hiem.store.db import as_utc, utcnow
+from hiem.clock import utcnow
+from hiem.store.db import as_utc
 from hiem.store.models import Consumer
 
 FAILURE_THRESHOLD = 5

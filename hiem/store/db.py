@@ -21,10 +21,6 @@ from hiem.errors import ConfigError
 from hiem.store.turns import WriterTurns
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything in hiem is UTC-aware."""
     if value is None or value.tzinfo is not None:

@@ -36,8 +36,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from hiem.clock import utcnow
 from hiem.config import DeliverySettings
-from hiem.store.db import as_utc, utcnow
+from hiem.store.db import as_utc
 from hiem.store.models import (
     Delivery,
     DeliveryState,

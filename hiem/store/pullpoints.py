@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from hiem.store.db import utcnow
+from hiem.clock import utcnow
 from hiem.store.deliveries import Replayed
 from hiem.store.models import Delivery, DeliveryState, Notification, PullPoint, Subscription, SubscriptionStatus
 

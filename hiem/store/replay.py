@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from hiem.store.db import Database, utcnow
+from hiem.clock import utcnow
+from hiem.store.db import Database
 from hiem.store.models import ReplayEntry
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from hiem.store.db import utcnow
+from hiem.clock import utcnow
 from hiem.store.models import Subscription, SubscriptionStatus, SubscriptionTopic
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hiem.store.db import utcnow
+from hiem.clock import utcnow
 from hiem.store.models import TopicNamespaceRow, TopicRow
 from hiem.wstopics import TopicNamespace, TopicPath
 

@@ -27,10 +27,10 @@ from hiem.audit import (
     format_rfc5424,
 )
 from hiem.audit.syslog import octet_counted
+from hiem.clock import utcnow
 from hiem.config import AuditSettings
 from hiem.errors import AuditShipError
 from hiem.store import audit
-from hiem.store.db import utcnow
 from hiem.worker.runtime import runtime
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The Celery application, configured from hiem's settings.
 
-Durability settings, and why (STACK.md measured them on this stack):
+Durability settings, and why (the measurements are in docs/delivery.md):
 
 * ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is redelivered;
 * ``visibility_timeout`` = HIEM_VISIBILITY_TIMEOUT and a 1 s unacked-restore interval: after a whole
@@ -14,18 +14,17 @@ that a lost message left behind. Tasks are idempotent (conditional claims), so d
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
 
 from hiem.config import Settings
-from hiem.worker import runtime
 
 EMBEDDED_BROKER = "memory://"
 
+#: Unconfigured until a process starts: :func:`configure` is called by ``hiem serve``/``hiem worker``
+#: (and ``hiem status``) with the settings they read, never at import.
 app = Celery("hiem", include=["hiem.worker.tasks"])
 
 
 def configure(settings: Settings) -> Celery:
-    runtime.configure(settings)
     app.conf.update(
         broker_url=settings.broker_url or EMBEDDED_BROKER,
         broker_connection_retry_on_startup=True,
@@ -48,19 +47,6 @@ def configure(settings: Settings) -> Celery:
         broker_heartbeat=0,
     )
     return app
-
-
-configure(runtime.current_settings())
-
-
-@worker_process_init.connect
-def _reset_child(**_: object) -> None:
-    runtime.reset_after_fork()
-
-
-@worker_process_shutdown.connect
-def _finish_child(**_: object) -> None:
-    runtime.shutdown()
 
 
 def broker_reachable(timeout: float = 2.0) -> bool:

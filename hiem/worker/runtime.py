@@ -1,8 +1,13 @@
-"""Per-process state of a worker: settings, database, delivery channels. Built once, lazily.
+"""The resources one worker process holds: settings, database, audit trail, signer, delivery channels.
 
-Why lazily: Celery's prefork pool forks children after the parent imported the tasks; a database
-connection pool or an HTTP client inherited across fork would be shared by two processes. Each child
-builds its own on first use (and :func:`reset_after_fork` drops anything inherited).
+The runtime holds resources and nothing else: the sending pipeline belongs to :mod:`hiem.worker.tasks`,
+and the runtime is built by the composition root (:mod:`hiem.app.context`), which hands this module
+either a ready runtime (embedded mode: the web part's own resources, so the process has one
+:class:`~hiem.store.db.Database`) or a factory (``hiem worker``).
+
+Why a factory, built on first use: Celery's prefork pool forks children after the parent imported the
+tasks; a connection pool or an HTTP client inherited across fork would be shared by two processes, so
+each child builds its own (and :func:`reset_after_fork` drops anything inherited).
 """
 
 from __future__ import annotations
@@ -12,68 +17,45 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
 
 from hiem.audit.trail import AuditTrail
-from hiem.config import Settings, load_settings
-from hiem.delivery import DeliveryChannel, make_channel
+from hiem.config import Settings
+from hiem.delivery import DeliveryChannel, DeliveryRequest, make_channel
 from hiem.security.setup import BrokerSigner, broker_identity
 from hiem.store.db import Database
-
-if TYPE_CHECKING:
-    from hiem.delivery.pipeline import OriginQueues, OutcomeRecorder
+from hiem.store.deliveries import Claim
+from hiem.wsn.outgoing import build_delivery
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Runtime:
+    """Satisfies :class:`hiem.delivery.context.DeliveryContext` for the sending pipeline."""
+
     settings: Settings
     db: Database
     audit: AuditTrail
     _channels: dict[str, DeliveryChannel] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
     _signer: BrokerSigner | None = None
-    _senders: BoundedSenders | None = None
-    _queues: OriginQueues | None = None
-    _recorder: OutcomeRecorder | None = None
+    _control: BoundedSenders | None = None
 
     @property
-    def queues(self) -> OriginQueues:
-        """This process's delivery pipeline (per-consumer queues, sender threads, outcome recorder)."""
-        from hiem.delivery.attempts import send
-        from hiem.delivery.pipeline import EMBEDDED_SENDER_THREADS, SENDER_THREADS, OriginQueues, OutcomeRecorder
-        from hiem.worker.tasks import record_and_follow
-
+    def control_senders(self) -> BoundedSenders:
+        """Threads for control messages (endpoint heartbeats), apart from the delivery pipeline."""
         with self._lock:
-            if self._queues is None:
-                self._recorder = OutcomeRecorder(lambda batch: record_and_follow(self, batch))
-                self._recorder.start()
-                threads = EMBEDDED_SENDER_THREADS if self.settings.embedded else SENDER_THREADS
-                self._queues = OriginQueues(self, send, self._recorder, threads=threads)
-            return self._queues
-
-    @property
-    def senders(self) -> BoundedSenders:
-        with self._lock:
-            if self._senders is None:
-                self._senders = BoundedSenders(CONTROL_THREADS, CONTROL_BACKLOG)
-            return self._senders
+            if self._control is None:
+                self._control = BoundedSenders(CONTROL_THREADS, CONTROL_BACKLOG)
+            return self._control
 
     @property
     def signer(self) -> BrokerSigner:
-        """Signs every outgoing Notify (the broker's key and a fresh system assertion per message)."""
+        """Signs every outgoing Notify (the broker's key and its system assertion)."""
         with self._lock:
             if self._signer is None:
                 self._signer = BrokerSigner(self.settings, broker_identity(self.settings))
             return self._signer
-
-    def park(self, origin: str, until: datetime) -> None:
-        """Tell this process's delivery queues that the breaker parked ``origin`` (if they exist)."""
-        if self._queues is not None:
-            self._queues.park(origin, until)
 
     def channel(self, name: str) -> DeliveryChannel:
         with self._lock:
@@ -81,12 +63,12 @@ class Runtime:
                 self._channels[name] = make_channel(name, self.settings.delivery)
             return self._channels[name]
 
+    def build(self, claim: Claim) -> DeliveryRequest:
+        return build_delivery(claim, self.signer)
+
     def close(self) -> None:
-        """Finish what was handed over (sends in progress, outcomes not yet written), then let go."""
-        if self._queues is not None:
-            self._queues.shutdown()
-        if self._recorder is not None:
-            self._recorder.stop()
+        if self._control is not None:
+            self._control.shutdown()
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
@@ -100,10 +82,10 @@ CONTROL_BACKLOG = 256
 
 class BoundedSenders:
     """A thread pool whose queue is bounded: ``submit`` blocks when the backlog is full (backpressure on
-    the Celery task, so a process never piles up more work in memory than it can send soon)."""
+    the caller, so a process never piles up more work in memory than it can send soon)."""
 
     def __init__(self, threads: int, backlog: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hiem-sender")
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hiem-control")
         self._room = threading.BoundedSemaphore(backlog)
 
     def submit(self, fn: Callable[..., object], *args: object) -> None:
@@ -114,41 +96,46 @@ class BoundedSenders:
     def _done(self, future: Future[object]) -> None:
         self._room.release()
         if future.exception() is not None:
-            log.error("a delivery thread failed", exc_info=future.exception())
+            log.error("a control-message thread failed", exc_info=future.exception())
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 
 _runtime: Runtime | None = None
-_settings: Settings | None = None
+_factory: Callable[[], Runtime] | None = None
+#: the runtime was handed over ready-made and belongs to someone else (embedded: the web part)
+_borrowed = False
 _guard = threading.Lock()
 
 
-def configure(settings: Settings) -> None:
-    """Use these settings instead of reading the environment (``hiem serve --dev`` does this)."""
-    global _settings, _runtime
+def configure(factory: Callable[[], Runtime]) -> None:
+    """Build this process's runtime with ``factory`` on first use (``hiem worker``, each pool child)."""
+    global _runtime, _factory, _borrowed
     with _guard:
-        _settings = settings
-        _runtime = None
+        _factory, _runtime, _borrowed = factory, None, False
 
 
-def current_settings() -> Settings:
-    return _settings or load_settings()
+def install(runtime_: Runtime) -> None:
+    """Use this ready runtime (embedded mode: the resources the web part already holds)."""
+    global _runtime, _factory, _borrowed
+    with _guard:
+        _runtime, _factory, _borrowed = runtime_, None, True
 
 
 def runtime() -> Runtime:
     global _runtime
     with _guard:
         if _runtime is None:
-            settings = _settings or load_settings()
-            _runtime = Runtime(settings=settings, db=Database(settings.database_url, settings.db_pool),
-                               audit=AuditTrail(settings))
+            if _factory is None:
+                raise RuntimeError("the worker runtime is not configured: start the process with `hiem worker` "
+                                   "or `hiem serve`")
+            _runtime = _factory()
         return _runtime
 
 
 def shutdown() -> None:
-    """Finish this process's sends and write their outcomes (a graceful stop re-sends nothing)."""
+    """Let go of this process's resources (the pipeline is finished first, by hiem.worker.tasks)."""
     global _runtime
     with _guard:
         current, _runtime = _runtime, None
@@ -159,6 +146,6 @@ def shutdown() -> None:
 def reset_after_fork() -> None:
     global _runtime
     with _guard:
-        if _runtime is not None:
+        if _runtime is not None and not _borrowed:
             _runtime.db.engine.dispose(close=False)
-        _runtime = None
+            _runtime = None

@@ -21,11 +21,11 @@ from hiem.addressing import EndpointReference
 from hiem.audit import AuditKind
 from hiem.audit.codes import EventOutcomeIndicator
 from hiem.audit.trail import Caller
+from hiem.clock import utcnow
 from hiem.delivery.policy import AddressNotAllowed, resolve_checked
 from hiem.errors import DeliveryError
 from hiem.store import audit, pullpoints, subscriptions
 from hiem.store import deliveries as store
-from hiem.store.db import utcnow
 from hiem.worker.runtime import runtime
 from hiem.wsn import endpoint_checks as probes
 from hiem.wsn.leases import parse_duration
@@ -79,7 +79,7 @@ def sweep_once() -> tuple[int, int]:
         heartbeats = [(s.id, s.manager_address, s.consumer_address, s.consumer_reference_parameters, s.dialect,
                        s.soap_version) for s in subscriptions.heartbeats_due(session)]
     for item in heartbeats:
-        rt.senders.submit(_send_heartbeat, *item)
+        rt.control_senders.submit(_send_heartbeat, *item)
     if fanouts or due:
         log.info("sweeper re-enqueued %d fan-outs and %d deliveries", len(fanouts), len(due))
     return len(fanouts), len(due)

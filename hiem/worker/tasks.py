@@ -1,13 +1,19 @@
-"""The tasks: ``hiem.fanout`` (one per notification) and ``hiem.deliver`` (one per batch of deliveries)."""
+"""The tasks, ``hiem.fanout`` (one per notification) and ``hiem.deliver`` (one per batch of deliveries),
+and the per-process sending pipeline they feed (:mod:`hiem.delivery.pipeline`), which this module owns."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from hiem.clock import utcnow
 from hiem.delivery.attempts import Attempted, record, send
+from hiem.delivery.pipeline import EMBEDDED_SENDER_THREADS, SENDER_THREADS, OriginQueues, OutcomeRecorder
 from hiem.store import breaker
 from hiem.store import deliveries as store
-from hiem.store.db import utcnow
+from hiem.worker import runtime as runtimes
 from hiem.worker.celery_app import app
 from hiem.worker.runtime import Runtime, runtime
 
@@ -15,6 +21,63 @@ log = logging.getLogger(__name__)
 
 #: deliveries per hiem.deliver task: claimed in one transaction, then sent concurrently
 DELIVER_CHUNK = 50
+
+
+class _Pipeline:
+    """This process's per-consumer queues, sender threads and outcome recorder, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: OriginQueues | None = None
+        self._recorder: OutcomeRecorder | None = None
+
+    def queues(self, rt: Runtime) -> OriginQueues:
+        with self._lock:
+            if self._queues is None:
+                self._recorder = OutcomeRecorder(lambda batch: record_and_follow(rt, batch))
+                self._recorder.start()
+                threads = EMBEDDED_SENDER_THREADS if rt.settings.embedded else SENDER_THREADS
+                self._queues = OriginQueues(rt, send, self._recorder, threads=threads)
+            return self._queues
+
+    def park(self, origin: str, until) -> None:  # type: ignore[no-untyped-def]
+        """Hold back this process's queued claims for an origin the breaker just parked."""
+        if self._queues is not None:
+            self._queues.park(origin, until)
+
+    def close(self) -> None:
+        """Finish the sends in progress and write their outcomes (a graceful stop re-sends nothing)."""
+        with self._lock:
+            queues, recorder, self._queues, self._recorder = self._queues, self._recorder, None, None
+        if queues is not None:
+            queues.shutdown()
+        if recorder is not None:
+            recorder.stop()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's threads did not come along; start afresh."""
+        self._queues = self._recorder = None
+        self._lock = threading.Lock()
+
+
+pipeline = _Pipeline()
+
+
+def shutdown() -> None:
+    """Finish this process's sends, record their outcomes, then let go of its resources."""
+    pipeline.close()
+    runtimes.shutdown()
+
+
+@worker_process_init.connect
+def _reset_child(**_: object) -> None:
+    pipeline.forget()
+    runtimes.reset_after_fork()
+
+
+@worker_process_shutdown.connect
+def _finish_child(**_: object) -> None:
+    shutdown()
 
 
 @app.task(name="hiem.fanout")
@@ -57,7 +120,7 @@ def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
     # a worker slot per notification and starve every other consumer. Nothing is lost if this process
     # dies: each claim's lease expires and the sweeper sends it again.
     rt = runtime()
-    rt.queues.submit_all(claim_admitted(rt, delivery_ids))
+    pipeline.queues(rt).submit_all(claim_admitted(rt, delivery_ids))
 
 
 def claim_admitted(rt: Runtime, delivery_ids: list[int]) -> list[tuple[store.Claim, str]]:
@@ -126,7 +189,7 @@ def record_and_follow(rt: Runtime, batch: list[Attempted]) -> None:
     """
     recorded = record(rt, batch)
     for origin, until in recorded.parked.items():
-        rt.park(origin, until)
+        pipeline.park(origin, until)
     try:
         follow_in_order(rt, recorded.states)
     except Exception:

@@ -4,7 +4,7 @@ Handlers raise these; only ``hiem.soap`` turns them into SOAP 1.1/1.2 envelopes,
 (a WS-BaseFaults ``BaseFaultType`` carrying ``wsrf-bf:Timestamp`` and a human ``wsrf-bf:Description``)
 in the SOAP Detail. ::
 
-    HiemError
+    hiem.soap.faults.Fault
      +-- WsnFault                                  code: Sender unless noted
           +-- ResourceUnknownFault                 (r-2) unknown or already removed subscription
           +-- ResourceUnavailableFault             (r-2) Receiver
@@ -34,21 +34,15 @@ with no detail, and a log line.
 
 from __future__ import annotations
 
-from datetime import datetime
-from enum import Enum
+from datetime import UTC, datetime
+
+from lxml import etree
 
 from hiem import ns
-from hiem.errors import HiemError
+from hiem.soap.faults import Fault, SoapCode
 
 
-class SoapCode(str, Enum):
-    """Who is to blame, in SOAP 1.2 terms (SOAP 1.1 spells them Client and Server)."""
-
-    SENDER = "Sender"
-    RECEIVER = "Receiver"
-
-
-class WsnFault(HiemError):
+class WsnFault(Fault):
     """A fault defined by WS-BaseNotification / WS-BrokeredNotification / WS-Resource."""
 
     namespace: str = ns.WSNT
@@ -76,6 +70,27 @@ class WsnFault(HiemError):
     def extra_elements(self) -> list[tuple[str, str]]:
         """(Clark name, text) pairs the fault type adds after the BaseFault content, in schema order."""
         return []
+
+    def detail(self, now: datetime | None = None) -> etree._Element:
+        """The WS-N fault element: BaseFaultType's Timestamp and Description, then the type's own elements."""
+        element = etree.Element(self.qname, nsmap={"wsnt": ns.WSNT, "wsrf-bf": ns.WSRF_BF, "wsrf-r": ns.WSRF_R})
+        stamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        etree.SubElement(element, ns.qname(ns.WSRF_BF, "Timestamp")).text = stamp
+        description = etree.SubElement(element, ns.qname(ns.WSRF_BF, "Description"))
+        description.set(ns.qname(ns.XML, "lang"), "en")
+        description.text = self.reason
+        for tag, text in self.extra_elements():
+            if tag.endswith("}UnknownFilter") and text.startswith("{"):
+                # xsd:QName content needs its prefix in scope. Reuse a prefix the fault element already
+                # binds (lxml would drop a second declaration of the same namespace), else declare "uf".
+                namespace, local = text[1:].split("}", 1)
+                bound = next((p for p, u in element.nsmap.items() if u == namespace and p), None)
+                child = (etree.SubElement(element, tag) if bound
+                         else etree.SubElement(element, tag, nsmap={"uf": namespace}))
+                child.text = f"{bound or 'uf'}:{local}"
+            else:
+                etree.SubElement(element, tag).text = text
+        return element
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.reason!r})"

@@ -14,9 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hiem import ns
 from hiem.audit import AuditKind
+from hiem.clock import utcnow
 from hiem.soap import SoapFault, SoapReply, SoapRequest
 from hiem.store import audit, deliveries, subscriptions
-from hiem.store.db import utcnow
 from hiem.store.models import SubscriptionStatus
 from hiem.wsn import faults, leases, messages
 from hiem.wsn.context import ServiceContext

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Protocol
 
 from lxml import etree
@@ -19,6 +18,7 @@ from lxml import etree
 from hiem import addressing, ns
 from hiem.addressing import EndpointReference
 from hiem.delivery import DeliveryRequest
+from hiem.delivery.context import delivery_message_id
 from hiem.soap import SoapVersion, build_envelope, serialize
 from hiem.store.deliveries import Claim, Replayed
 from hiem.wsn import messages
@@ -27,13 +27,6 @@ from hiem.wstopics import TopicDialect, TopicPath, render_topic
 
 class Signer(Protocol):
     def sign(self, envelope: etree._Element) -> etree._Element: ...
-
-
-_MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c7a52-5d0e-4c39-9a43-3f7f6f0b7a10")
-
-
-def delivery_message_id(subscription_id: str, notification_id: int) -> str:
-    return f"urn:uuid:{uuid.uuid5(_MESSAGE_ID_NAMESPACE, f'{subscription_id}/{notification_id}')}"
 
 
 def sequence_header(subscription_id: str, sequence: int) -> etree._Element:

@@ -8,12 +8,12 @@ from lxml import etree
 
 from hiem import content_filter, ns
 from hiem.audit import AuditKind
+from hiem.clock import utcnow
 from hiem.delivery.policy import AddressNotAllowed, check_consumer_address, resolve_checked
 from hiem.errors import DeliveryError
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
 from hiem.store import audit, authorization, deliveries, pullpoints, subscriptions
 from hiem.store import topics as topic_store
-from hiem.store.db import utcnow
 from hiem.wsn import endpoint_checks as probes
 from hiem.wsn import faults, leases, messages, topics
 from hiem.wsn.context import ServiceContext
@@ -29,12 +29,19 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
     expression = topics.parse(data.topic)
     content_namespaces = None
     if data.message_content is not None:
-        content_namespaces = content_filter.compile_filter(
-            data.message_content.text, data.message_content.dialect, data.message_content.nsmap)
+        try:
+            content_namespaces = content_filter.compile_filter(
+                data.message_content.text, data.message_content.dialect, data.message_content.nsmap)
+        except content_filter.InvalidExpression as exc:
+            raise faults.InvalidMessageContentExpressionFault(str(exc)) from None
     base = ctx.base_url(request.base_url)
     pull_point = pull_point_of(data.consumer, base)
     if pull_point is None:
-        check_consumer_address(data.consumer.address, ctx.settings)
+        try:
+            check_consumer_address(data.consumer.address, ctx.settings)
+        except AddressNotAllowed as exc:  # the client can fix it: a Sender fault
+            raise faults.SubscribeCreationFailedFault(f"consumer address refused: {exc}",
+                                                      code=faults.SoapCode.SENDER) from None
     heartbeat = probes.heartbeat_interval(request.body, ctx.settings.min_heartbeat)
     now = utcnow()
     termination = leases.initial_termination(data.initial_termination_time, now, ctx.leases)

@@ -10,11 +10,11 @@ import logging
 
 from hiem.audit import AuditEvent, AuditKind
 from hiem.audit.codes import EventOutcomeIndicator
-from hiem.soap import SoapFault, SoapRequest
+from hiem.soap import SoapRequest
+from hiem.soap.faults import Fault, SoapCode
 from hiem.store import audit
 from hiem.wsn import messages
 from hiem.wsn.context import ServiceContext
-from hiem.wsn.faults import SoapCode, WsnFault
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ _KIND_BY_OPERATION = {
 }
 
 
-def audit_refusal(ctx: ServiceContext, request: SoapRequest | None, fault: WsnFault | SoapFault) -> None:
+def audit_refusal(ctx: ServiceContext, request: SoapRequest | None, fault: Fault) -> None:
     if request is not None and request.body.tag not in _KIND_BY_OPERATION and getattr(fault, "security_alert", False):
         _store(ctx, [ctx.audit.security_alert(ctx.caller(request), request.base_url, reason=fault.reason)])
         return

@@ -15,13 +15,14 @@ import pytest
 
 from hiem import ns
 from hiem.app.bootstrap import BUNDLED_TOPICS, load_topic_files, open_database
+from hiem.clock import utcnow
 from hiem.config import Settings
 from hiem.ops import operators
 from hiem.ops.app import OpsApp
 from hiem.ops.queue import QueueProbe, QueueStatus
 from hiem.ops.settings import OpsSettings
 from hiem.store import deliveries, subscriptions, topics
-from hiem.store.db import Database, as_utc, utcnow
+from hiem.store.db import Database, as_utc
 from hiem.store.models import Delivery, Notification
 from hiem.wstopics import TopicPath
 

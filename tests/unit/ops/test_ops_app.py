@@ -7,12 +7,13 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from hiem.clock import utcnow
 from hiem.config import Settings
 from hiem.ops import operators
 from hiem.ops.app import OpsApp
 from hiem.ops.queue import QueueStatus
 from hiem.ops.settings import OpsSettings
-from hiem.store.db import Database, utcnow
+from hiem.store.db import Database
 from hiem.store.models import Consumer, Delivery, OperatorAction
 from tests.unit.ops.conftest import (
     ADMIN,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from hiem.clock import utcnow
 from hiem.ops import stats
 from hiem.ops.render import age, seconds, utc, when
-from hiem.store.db import Database, utcnow
+from hiem.store.db import Database
 from hiem.store.models import Consumer
 from tests.unit.ops.conftest import Seeded, add_subscription, finish, publish
 

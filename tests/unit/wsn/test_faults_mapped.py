@@ -10,7 +10,7 @@ from lxml import etree
 
 from hiem import contract, ns, xmlsafe
 from hiem.soap.envelope import SoapVersion
-from hiem.soap.faults import base_fault_detail, fault_envelope
+from hiem.soap.faults import fault_envelope
 from hiem.wsn import faults
 from hiem.wsn.faults import ALL_FAULTS, InvalidFilterFault, SoapCode, WsnFault
 
@@ -83,7 +83,7 @@ def test_rendered_fault_validates(cls):
     fault = make(cls, "a reason for the client")
     assert isinstance(fault, WsnFault)
     assert fault.code in (SoapCode.SENDER, SoapCode.RECEIVER)
-    element = base_fault_detail(fault, now=NOW)
+    element = fault.detail(now=NOW)
     assert element.tag == f"{{{cls.namespace}}}{cls.local_name}"
     assert element.findtext(f"{{{ns.WSRF_BF}}}Description") == "a reason for the client"
     assert element.findtext(f"{{{ns.WSRF_BF}}}Timestamp") == "2026-01-02T03:04:05.678Z"
@@ -95,7 +95,7 @@ def test_rendered_fault_validates(cls):
 def test_default_reason_and_default_timestamp_validate(cls):
     fault = make(cls)
     assert fault.reason == cls.default_reason
-    errors = contract.validate_wsn(base_fault_detail(fault))
+    errors = contract.validate_wsn(fault.detail())
     assert not errors, errors
 
 
@@ -127,7 +127,7 @@ def test_fault_detail_in_a_soap_envelope_validates(cls, version):
     (NOW.replace(microsecond=0), None),
 ], ids=["minimum-only", "both", "naive", "offsets", "whole-seconds"])
 def test_time_range_faults_validate(cls, minimum, maximum):
-    element = base_fault_detail(cls(None, minimum, maximum), now=NOW)
+    element = cls(None, minimum, maximum).detail(now=NOW)
     assert element.findtext(f"{{{ns.WSNT}}}MinimumTime") == minimum.isoformat()
     assert (element.find(f"{{{ns.WSNT}}}MaximumTime") is None) == (maximum is None)
     errors = contract.validate_wsn(element)
@@ -139,7 +139,7 @@ def test_time_range_faults_validate(cls, minimum, maximum):
     [f"{{{ns.WSNT}}}MessageContent", f"{{{ns.WSNT}}}ProducerProperties", "{urn:a}One", "{urn:b}Two"],
 ], ids=["one", "several"])
 def test_invalid_filter_fault_lists_each_unknown_filter_as_a_qname(unknown):
-    element = base_fault_detail(InvalidFilterFault(None, unknown), now=NOW)
+    element = InvalidFilterFault(None, unknown).detail(now=NOW)
     listed = element.findall(f"{{{ns.WSNT}}}UnknownFilter")
     assert len(listed) == len(unknown)
     for node, clark in zip(listed, unknown, strict=True):
@@ -171,15 +171,15 @@ def test_invalid_filter_fault_needs_an_unknown_filter():
 
 def test_the_validation_is_not_vacuous():
     """A fault missing what its schema type requires is reported, so the tests above mean something."""
-    element = base_fault_detail(faults.TopicNotSupportedFault(), now=NOW)
+    element = faults.TopicNotSupportedFault().detail(now=NOW)
     element.remove(element.find(f"{{{ns.WSRF_BF}}}Timestamp"))
     assert contract.validate_wsn(element)
 
-    invalid_filter = base_fault_detail(make(InvalidFilterFault), now=NOW)
+    invalid_filter = make(InvalidFilterFault).detail(now=NOW)
     for node in invalid_filter.findall(f"{{{ns.WSNT}}}UnknownFilter"):
         invalid_filter.remove(node)
     assert contract.validate_wsn(invalid_filter)
 
-    time_range = base_fault_detail(make(faults.UnacceptableTerminationTimeFault), now=NOW)
+    time_range = make(faults.UnacceptableTerminationTimeFault).detail(now=NOW)
     time_range.find(f"{{{ns.WSNT}}}MinimumTime").text = "tomorrow"
     assert contract.validate_wsn(time_range)

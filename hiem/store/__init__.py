@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, queries and Alembic migrations. No protocol code lives here."""
