@@ -4,13 +4,10 @@ and SSRF refusals."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from lxml import etree
 
 from hiem import ns
@@ -25,7 +22,8 @@ from hiem.security import (
 )
 from tests.conftest import Broker, start_broker
 from tests.support import wsn
-from tests.support.processes import ROOT
+from tests.support.brokers import count_security_alerts as _alerts
+from tests.support.brokers import run_cli as _cli
 
 pytestmark = pytest.mark.slow
 AGENCY = "urn:oid:2.16.840.1.113883.3.1001"
@@ -62,20 +60,6 @@ def _request(operation: str, body: str, headers: str = "") -> bytes:
 
 def _post(broker: Broker, operation: str, data: bytes):  # type: ignore[no-untyped-def]
     return wsn.post(broker.url, f"/wsn/{wsn.ENDPOINT_OF[operation]}", data, action=wsn.ACTIONS[operation])
-
-
-def _cli(broker: Broker, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "hiem.cli", *args], env=broker.env, cwd=ROOT, check=True,
-                   capture_output=True, timeout=60)
-
-
-def _alerts(broker: Broker) -> int:
-    engine = sa.create_engine(broker.env["HIEM_DATABASE_URL"])
-    with engine.connect() as connection:
-        count = connection.execute(sa.text("SELECT count(*) FROM audit_records WHERE kind = 'security-alert'"))
-        value = count.scalar()
-    engine.dispose()
-    return int(value or 0)
 
 
 @pytest.fixture(scope="module")

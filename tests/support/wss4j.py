@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -42,6 +43,16 @@ INSTALL_HINT = "apt-get install libwss4j-java libxml-security-java default-jdk-h
 
 class Wss4jError(RuntimeError):
     """The Java signer is unavailable, failed to compile, or refused its input (stderr included)."""
+
+
+def require() -> None:
+    """Skip the calling test when WSS4J cannot run here, saying why; under ``CI=true`` fail instead."""
+    reason = available()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def available() -> str | None:
@@ -112,17 +123,19 @@ def _run(args: list[str], stdin: bytes, key_pem: bytes, cert_pem: bytes, directo
 
 
 def sign(envelope: bytes, *, key_pem: bytes, cert_pem: bytes, layout: str = "default", key_ref: str = "bst",
-         assertion: bytes | None = None) -> bytes:
+         assertion: bytes | None = None, timestamp_age: int = 0) -> bytes:
     """``envelope`` (SOAP 1.1 or 1.2) with a WSS4J wsse:Security header: Timestamp and a signature over the
     Body, the Timestamp and every WS-Addressing header. ``assertion`` (a signed saml2:Assertion) goes into
-    the header unsigned by the message signature; ``key_ref="samlid"`` points the KeyInfo at it."""
+    the header unsigned by the message signature; ``key_ref="samlid"`` points the KeyInfo at it.
+    ``timestamp_age``: the Timestamp's instants moved that many seconds back before signing (an expired
+    message, validly signed)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     if key_ref not in KEY_REFS:
         raise ValueError(f"key_ref must be one of {KEY_REFS}, not {key_ref!r}")
     with tempfile.TemporaryDirectory(prefix="hiem-wss4j-") as tmp:
         directory = Path(tmp)
-        args = ["--layout", layout, "--key-ref", key_ref]
+        args = ["--layout", layout, "--key-ref", key_ref, "--timestamp-age", str(timestamp_age)]
         if assertion is not None:
             path = directory / "assertion.xml"
             path.write_bytes(assertion)

@@ -4,6 +4,7 @@
  *
  *   java -cp <jars>:<classes> Wss4jSign --keystore F.p12 --password PW --alias A
  *        [--layout default|transforms-only|none] [--key-ref bst|issuer-serial|ski|thumbprint|samlid]
+ *        [--timestamp-age SECONDS]   (Created/Expires moved SECONDS into the past before signing)
  *        [--assertion FILE]                      < envelope.xml > signed.xml
  *   java -cp <jars>:<classes> Wss4jSign --sign-assertion --keystore F.p12 --password PW --alias A
  *                                                < assertion.xml > signed-assertion.xml
@@ -122,6 +123,7 @@ public final class Wss4jSign {
                 case "--layout":
                 case "--key-ref":
                 case "--assertion":
+                case "--timestamp-age":
                     if (i + 1 >= args.length) {
                         throw new UsageError(a + " needs a value");
                     }
@@ -154,7 +156,8 @@ public final class Wss4jSign {
             if (opts.containsKey("--assertion")) {
                 assertion = parse(Files.readAllBytes(Paths.get(opts.get("--assertion")))).getDocumentElement();
             }
-            signEnvelope(doc, keyStore, alias, opts.get("--password"), layout, keyRef, assertion);
+            int age = Integer.parseInt(opts.getOrDefault("--timestamp-age", "0"));
+            signEnvelope(doc, keyStore, alias, opts.get("--password"), layout, keyRef, assertion, age);
         }
         return serialize(doc);
     }
@@ -196,7 +199,7 @@ public final class Wss4jSign {
     }
 
     static void signEnvelope(Document doc, KeyStore keyStore, String alias, String password, String layout,
-                             String keyRef, Element assertion) throws Exception {
+                             String keyRef, Element assertion, int timestampAge) throws Exception {
         WSSConfig.init();
         Merlin crypto = new Merlin();
         crypto.setKeyStore(keyStore);
@@ -241,6 +244,11 @@ public final class Wss4jSign {
         WSSecTimestamp timestamp = new WSSecTimestamp(config);
         timestamp.setTimeToLive(300);
         timestamp.build(doc, secHeader);
+        if (timestampAge > 0) {
+            // A message made timestampAge seconds ago: Created and Expires moved back before signing, so the
+            // signature covers the old instants (the way a message held up in transit, or replayed, looks).
+            ageTimestamp(timestamp.getElement(), timestampAge);
+        }
 
         if (assertion != null) {
             // after the Timestamp, before the Signature (which is then appended, not prepended)
@@ -272,6 +280,17 @@ public final class Wss4jSign {
         // WSS4J's own build() prepends (Signature before Timestamp); with an assertion, append after it
         signature.computeSignature(references, assertion == null, null);
         signature.prependBSTElementToHeader(secHeader);
+    }
+
+    static void ageTimestamp(Element timestamp, int seconds) {
+        java.time.format.DateTimeFormatter format = java.time.format.DateTimeFormatter
+                .ofPattern("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").withZone(java.time.ZoneOffset.UTC);
+        for (Node child = timestamp.getFirstChild(); child != null; child = child.getNextSibling()) {
+            if (child instanceof Element && WSConstants.WSU_NS.equals(child.getNamespaceURI())) {
+                java.time.Instant instant = java.time.Instant.parse(child.getTextContent().trim());
+                child.setTextContent(format.format(instant.minusSeconds(seconds)));
+            }
+        }
     }
 
     static void signAssertion(Document doc, KeyStore keyStore, String alias, String password) throws Exception {
