@@ -8,7 +8,6 @@ read transaction tries to upgrade; a 30 s busy timeout.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -66,23 +65,6 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
                          connect_args={"options": "-c max_parallel_workers_per_gather=0"})
 
 
-_sqlite_writers: dict[str, WriterTurns] = {}
-_sqlite_writers_guard = threading.Lock()
-
-
-def _sqlite_writer(url: str) -> WriterTurns:
-    """One writer lock per SQLite database per process, shared by every :class:`Database` on it.
-
-    Why: SQLite has one writer at a time, and a writer that finds the database locked sleeps in its busy
-    handler (up to 100 ms per try) with no queue, so under load a short transaction such as a publisher's
-    Notify intake could wait seconds behind a stream of delivery claims and outcome batches. Taking turns
-    on a process lock hands the database over as soon as it is free, to a thread answering a client first
-    (:mod:`hiem.store.turns`).
-    """
-    with _sqlite_writers_guard:
-        return _sqlite_writers.setdefault(url, WriterTurns())
-
-
 class Database:
     """An engine plus a session factory; ``session()`` is a transaction that commits or rolls back."""
 
@@ -90,7 +72,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
-        self._writer = _sqlite_writer(url) if self.engine.dialect.name == "sqlite" else None
+        # SQLite has one writer at a time, and a writer that finds the database locked sleeps in its busy
+        # handler (up to 100 ms per try) with no queue: writers take turns on this process's queue instead,
+        # clients first (hiem.store.turns). One Database per process (hiem.app.context) makes it the only one.
+        self._writer = WriterTurns() if self.engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
