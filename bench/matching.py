@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import event, select, text
 
 from hiem import ns
-from hiem.app.bootstrap import load_topic_files
+from hiem.app.bootstrap import BUNDLED_TOPICS, load_topic_files
 from hiem.store import deliveries, subscriptions
 from hiem.store import topics as topic_store
 from hiem.store.db import Database
@@ -82,7 +82,7 @@ class Population:
 
     def prepare(self) -> None:
         upgrade(self.db)
-        load_topic_files(self.db, sorted((ROOT / "topics").glob("*.xml")))
+        load_topic_files(self.db, sorted(BUNDLED_TOPICS.glob("*.xml")))
         with self.db.session() as session:
             topic_store.load_namespace(session, parse_topic_namespace(synthetic_namespace()), source="bench")
         with self.db.session() as session:

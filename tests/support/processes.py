@@ -13,6 +13,8 @@ from typing import IO
 
 import httpx
 
+from hiem.app.bootstrap import BUNDLED_TOPICS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +26,7 @@ def free_port() -> int:
 
 def hiem_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIEM_")}
-    env.update({"PYTHONUNBUFFERED": "1", "HIEM_TOPICS_DIR": str(ROOT / "topics")})
+    env.update({"PYTHONUNBUFFERED": "1", "HIEM_TOPICS_DIR": str(BUNDLED_TOPICS)})
     env.update(overrides)
     return env
 
