@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, select, text
@@ -36,7 +35,6 @@ from hiem.store.migrate import upgrade
 from hiem.store.models import Delivery, Subscription
 from hiem.wstopics import TopicDialect, TopicPath, parse_expression, parse_topic_namespace
 
-ROOT = Path(__file__).resolve().parents[1]
 SYN = "urn:hiem:bench:synthetic"
 PROBE = TopicPath(ns.NHIN, ("GIPSE", "Biosurveillance", "InfluenzaLikeIllness"))
 PROBE_CONCRETE = 10
