@@ -37,7 +37,7 @@ def _per_call(fn: Callable[[], Any], repeats: int) -> float:
 def signing(tmp: Path, repeats: int = 40) -> dict[str, Any]:
     try:
         from hiem.config import load_settings
-        from hiem.security import MemoryReplayCache
+        from hiem.security import MemoryNonceCache
         from hiem.security.setup import BrokerSigner, broker_identity, make_verifier
         from hiem.wsn.outgoing import build_delivery
     except ImportError as exc:
@@ -60,7 +60,7 @@ def signing(tmp: Path, repeats: int = 40) -> dict[str, Any]:
     result["signed_per_core_per_second"] = round(1000 / result["build_signed_ms"], 1)
     result.update(signing_ceiling(signer, result["build_signed_ms"], repeats * 5))
     try:
-        verifier_for = lambda: make_verifier(settings, MemoryReplayCache())  # noqa: E731
+        verifier_for = lambda: make_verifier(settings, MemoryNonceCache())  # noqa: E731
         bodies = [build_delivery(claim, signer).body for _ in range(repeats + 1)]
         verifier_for().verify(etree.fromstring(bodies.pop()))
         timings = []

@@ -57,7 +57,17 @@ HIEM_PULL_MAX_AGE               P7D                              how long a pull
 HIEM_ENDPOINT_CHECK             0                                1 = test Notify to the consumer before a
                                                                  subscription becomes active
 HIEM_MIN_HEARTBEAT              10                               shortest heartbeat interval granted, seconds
-HIEM_DEV                        0                                1 = dev mode (same as ``serve --dev``)
+HIEM_OPS_SECRET                 (empty)                          HMAC key signing console sessions; set the
+                                                                 same value on every web process
+HIEM_OPS_SECRET_FILE            hiem-ops.secret                  used when HIEM_OPS_SECRET is empty: read,
+                                                                 or generated (mode 0600) when missing. In
+                                                                 dev mode an in-memory key is used instead
+HIEM_OPS_SESSION_HOURS          12                               a console login lasts this long
+HIEM_OPS_POLL_SECONDS           5                                how often console pages refresh themselves
+HIEM_METRICS_TOKEN              (empty: no authentication)       /metrics then needs ``Authorization:
+                                                                 Bearer <token>``
+HIEM_DEV                        0                                1 = dev mode for every process (``serve
+                                                                 --dev`` and ``worker --dev`` say the same)
 =============================== ================================ ==========================================
 
 A malformed value raises :class:`hiem.errors.ConfigError` naming the variable and the value.
@@ -152,6 +162,17 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The operators' console and /metrics (``HIEM_OPS_*``, ``HIEM_METRICS_TOKEN``)."""
+
+    secret: str = ""
+    secret_file: str = ""
+    session_hours: float = 12.0
+    poll_seconds: float = 5.0
+    metrics_token: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, grouped; build it with :func:`load_settings`."""
 
@@ -174,6 +195,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def embedded(self) -> bool:
@@ -298,6 +320,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audit=audit,
         tls=tls,
         security=security,
+        console=ConsoleSettings(
+            secret=_read(env, "HIEM_OPS_SECRET", str, ""),
+            secret_file=_read(env, "HIEM_OPS_SECRET_FILE", str, ""),
+            session_hours=max(60 / 3600, _read(env, "HIEM_OPS_SESSION_HOURS", float, 12.0)),
+            poll_seconds=max(1.0, _read(env, "HIEM_OPS_POLL_SECONDS", float, 5.0)),
+            metrics_token=_read(env, "HIEM_METRICS_TOKEN", str, ""),
+        ),
     )
     if _read(env, "HIEM_DEV", _bool, False):
         settings = settings.with_dev()

@@ -48,7 +48,7 @@ def compile_filter(expression: str, dialect: str | None, nsmap: dict[str | None,
     try:
         # libxml2 reports some syntax errors only when the expression first runs: run it once on an empty
         # element (cheap, and it cannot be slow on a one-node document).
-        etree.XPath(expression, namespaces=namespaces)(etree.Element("probe"))
+        etree.XPath(expression, namespaces=namespaces)(etree.Element("empty"))
     except (etree.XPathSyntaxError, etree.XPathError) as exc:
         raise InvalidExpression(f"invalid XPath 1.0 expression {expression!r}: {exc}") \
             from None

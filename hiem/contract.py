@@ -2,7 +2,7 @@
 
 HIEM v2.0 section 2.4 makes WS-BaseNotification 1.3 (and WS-Topics 1.3) the transaction standard, so
 the contract is OASIS's own: ``hiem/data/wsdl/`` holds the OASIS/W3C schemas and WSDLs byte for byte, except
-that their import locations name sibling files (``wsdl/SOURCES.md`` lists every changed attribute),
+that their import locations name sibling files (``SOURCES.md`` there lists every changed attribute),
 plus hiem's four service WSDLs, which import ``bw-2.wsdl``/``brw-2.wsdl`` and add only bindings and
 a service. Any WS-N client generated from the OASIS portTypes therefore works against hiem.
 
@@ -23,8 +23,8 @@ Thread safety: compiled schemas are cached per thread. An ``etree.XMLSchema`` ke
 of its last validation on the object, so two threads sharing one would read each other's errors;
 a compilation costs a few milliseconds, so one copy per thread is cheaper than a lock.
 
-``WSDL_DIR`` is found next to the ``hiem`` package (``<repo>/wsdl``), which holds for a source
-checkout and an editable install; a wheel does not carry the folder.
+``WSDL_DIR`` is package data (``hiem/data/wsdl``): a wheel carries it, and a source checkout or an
+editable install finds it in place.
 """
 
 from __future__ import annotations

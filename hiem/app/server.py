@@ -15,7 +15,7 @@ from hiem.app.context import build_runtime, runtime_factory, service_context
 from hiem.app.web import HiemApp, WsgiApp
 from hiem.config import Settings
 from hiem.security.setup import broker_identity, make_verifier
-from hiem.store.replay import DatabaseReplayCache
+from hiem.store.nonces import DatabaseNonceCache
 from hiem.worker import celery_app, tasks
 from hiem.worker import runtime as worker_runtime
 from hiem.worker.audit_shipper import AuditShipper
@@ -33,7 +33,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
     for result in load_topic_files(database, topic_files(settings)):
         log.info("topics %s: %d added, %d already loaded", result.namespace, result.added, result.existing)
     # refuse to start without what production needs: trusted IdPs first, then the broker's signing key
-    verifier = make_verifier(settings, DatabaseReplayCache(database))
+    verifier = make_verifier(settings, DatabaseNonceCache(database))
     ctx = service_context(rt, CeleryDispatcher())
     console = mount_console(settings, database, host=host, port=port, ops_host=ops_host, ops_port=ops_port,
                             make_server=make_http_server)

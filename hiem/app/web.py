@@ -93,10 +93,8 @@ class HiemApp:
         base_url = self.ctx.base_url(_request_base_url(environ))
         if path == "/healthz":
             return self._health(start_response)
-        # -- ops console and metrics (hiem.ops, hiem.ops.metrics) --
         if self.ops is not None and (path in {"/ops", "/metrics"} or path.startswith("/ops/")):
             return self.ops(environ, start_response)
-        # -- end ops --
         if path.startswith("/wsdl/") and method in {"GET", "HEAD"}:
             document = contract.served_document(path[len("/wsdl/"):], base_url)
             if document is None:

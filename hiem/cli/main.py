@@ -49,11 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--dev", action="store_true", help="dev mode: no security checks, loopback only")
     serve.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
-    # -- ops console (hiem.ops) --
     serve.add_argument("--ops-port", type=int, default=None,
                        help="serve the /ops console and /metrics on this port only (not on --port)")
     serve.add_argument("--ops-host", default=None, help="address for --ops-port (default: --host)")
-    # -- end ops --
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker for the configured broker")
@@ -80,17 +78,17 @@ def _parser() -> argparse.ArgumentParser:
                                                "cancelled"])
     dels_list.add_argument("--limit", type=int, default=200)
     dels_list.set_defaults(func=_deliveries_list)
-    replay = dels.add_parser("replay", help="send dead deliveries again")
-    target = replay.add_mutually_exclusive_group(required=True)
+    redeliver = dels.add_parser("redeliver", help="send dead deliveries again")
+    target = redeliver.add_mutually_exclusive_group(required=True)
     target.add_argument("ids", nargs="*", type=int, default=[])
     target.add_argument("--all-dead", action="store_true")
-    replay.set_defaults(func=_deliveries_replay)
+    redeliver.set_defaults(func=_deliveries_redeliver)
 
-    probe = dels.add_parser("probe", help="let consumers parked by the circuit breaker be tried now")
-    probe_target = probe.add_mutually_exclusive_group(required=True)
-    probe_target.add_argument("origin", nargs="?", help="scheme://host:port as `deliveries parked` shows")
-    probe_target.add_argument("--all", action="store_true")
-    probe.set_defaults(func=_deliveries_probe)
+    unpark = dels.add_parser("unpark", help="let consumers parked by the circuit breaker be tried now")
+    unpark_target = unpark.add_mutually_exclusive_group(required=True)
+    unpark_target.add_argument("origin", nargs="?", help="scheme://host:port as `deliveries parked` shows")
+    unpark_target.add_argument("--all", action="store_true")
+    unpark.set_defaults(func=_deliveries_unpark)
     dels.add_parser("parked", help="consumers parked by the circuit breaker").set_defaults(func=_deliveries_parked)
 
     audit = sub.add_parser("audit", help="the ATNA audit trail").add_subparsers(required=True, metavar="ACTION")
@@ -225,23 +223,30 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _deliveries_replay(args: argparse.Namespace, settings: Settings) -> int:
+def _deliveries_redeliver(args: argparse.Namespace, settings: Settings) -> int:
     from hiem.app.bootstrap import open_database
-    from hiem.store import deliveries
 
     db = open_database(settings)
     if args.all_dead:
-        from hiem.cli.ops import replay_with_progress  # batches with a rich progress bar; recorded
+        from hiem.cli.ops import redeliver_with_progress  # batches with a rich progress bar; recorded
 
-        ids = replay_with_progress(db, None)
+        ids = redeliver_with_progress(db, None)
     else:
-        with db.session() as session:
-            ids = deliveries.replay(session, list(args.ids))
+        from hiem.cli.ops import cli_user
+        from hiem.ops.actions import ACTIONS, run
+
+        ids = []
+        for delivery_id in args.ids:  # the console's action, recorded the same way
+            outcome = run(db, cli_user(), ACTIONS["redeliver"], str(delivery_id))
+            if outcome.ok:
+                ids.append(delivery_id)
+            else:
+                print(f"delivery {delivery_id}: {outcome.message}", file=sys.stderr)
     if not ids:
         print("no dead deliveries matched")
         return 1 if args.ids else 0
     shown = ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else "")
-    print(f"replaying {len(ids)} deliveries ({shown}); a worker's sweeper picks them up within seconds")
+    print(f"redelivering {len(ids)} deliveries ({shown}); a worker's sweeper picks them up within seconds")
     return 0
 
 
@@ -256,13 +261,25 @@ def _deliveries_parked(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _deliveries_probe(args: argparse.Namespace, settings: Settings) -> int:
+def _deliveries_unpark(args: argparse.Namespace, settings: Settings) -> int:
     from hiem.app.bootstrap import open_database
+    from hiem.cli.ops import cli_user
+    from hiem.ops.actions import ACTIONS, run
     from hiem.store import breaker
 
-    with open_database(settings).session() as session:
-        count = breaker.unpark(session, None if args.all else args.origin)
-    print(f"{count} consumer(s) will be probed by their next delivery")
+    db = open_database(settings)
+    if args.all:
+        with db.session() as session:
+            origins = [consumer.origin for consumer in breaker.parked(session)]
+    else:
+        origins = [args.origin]
+    count = 0
+    for origin in origins:  # the console's action, recorded the same way
+        outcome = run(db, cli_user(), ACTIONS["unpark"], origin)
+        count += outcome.ok
+        if not outcome.ok:
+            print(f"{origin}: {outcome.message}", file=sys.stderr)
+    print(f"{count} consumer(s) will be tried by their next delivery")
     return 0 if count else 1
 
 

@@ -23,7 +23,7 @@ from hiem.ops.stats import Snapshot
 from hiem.store.db import Database
 from hiem.store.topics import LoadResult
 
-REPLAY_BATCH = 500
+REDELIVER_BATCH = 500
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add = ops.add_parser("add", help="create an operator (password prompted, or read from stdin)")
     add.add_argument("username")
     add.add_argument("--role", choices=["admin", "viewer"], required=True,
-                     help="admin acts (replay, probe); viewer sees everything and cannot act")
+                     help="admin acts (redeliver, unpark); viewer sees everything and cannot act")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.set_defaults(func=_operators_add)
     ops.add_parser("list", help="print the operators").set_defaults(func=_operators_list)
@@ -81,7 +81,7 @@ def _operators_list(args: argparse.Namespace, settings: Settings) -> int:
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from hiem.app.bootstrap import open_database
     from hiem.ops import stats
-    from hiem.ops.queue import QueueProbe
+    from hiem.ops.queue import QueueMonitor
 
     if not settings.embedded:
         from hiem.worker import celery_app as celery_app
@@ -89,7 +89,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         celery_app.configure(settings)  # to ask the workers which queues they consume
     with open_database(settings).session() as session:
         snap = stats.snapshot(session)
-    queue = QueueProbe(settings).status()
+    queue = QueueMonitor(settings).status()
     if args.json:
         print(json.dumps({**snap.to_json(), "queue": queue.to_json()}, indent=2))
         return 0
@@ -147,8 +147,8 @@ def progress_bar(description: str, total: int) -> Iterator[Progress]:
         yield progress
 
 
-def replay_with_progress(database: Database, ids: Sequence[int] | None) -> list[int]:
-    """Replay dead deliveries in batches (all when ``ids`` is None), recording the CLI operator's action."""
+def redeliver_with_progress(database: Database, ids: Sequence[int] | None) -> list[int]:
+    """Redeliver dead deliveries in batches (all when ``ids`` is None), recording the CLI operator's action."""
     from sqlalchemy import select
 
     from hiem.ops.operators import record_action
@@ -160,18 +160,18 @@ def replay_with_progress(database: Database, ids: Sequence[int] | None) -> list[
         if ids is not None:
             query = query.where(Delivery.id.in_(list(ids)))
         dead = list(session.scalars(query))
-    replayed: list[int] = []
-    with progress_bar("replaying dead deliveries", len(dead)) as progress:
-        for start in range(0, len(dead), REPLAY_BATCH):
+    redelivered: list[int] = []
+    with progress_bar("redelivering dead deliveries", len(dead)) as progress:
+        for start in range(0, len(dead), REDELIVER_BATCH):
             with database.session() as session:
-                batch = deliveries.replay(session, dead[start:start + REPLAY_BATCH])
+                batch = deliveries.redeliver(session, dead[start:start + REDELIVER_BATCH])
                 if batch:
-                    record_action(session, cli_user(), "replay",
+                    record_action(session, cli_user(), "redeliver",
                                   "all dead" if ids is None else ",".join(map(str, batch)),
-                                  f"{len(batch)} dead deliveries replayed")
-            replayed.extend(batch)
-            progress.advance(progress.task_ids[0], len(dead[start:start + REPLAY_BATCH]))
-    return replayed
+                                  f"{len(batch)} dead deliveries redelivered")
+            redelivered.extend(batch)
+            progress.advance(progress.task_ids[0], len(dead[start:start + REDELIVER_BATCH]))
+    return redelivered
 
 
 def load_topics_with_progress(database: Database, files: Sequence[Path]) -> list[LoadResult]:

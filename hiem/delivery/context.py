@@ -35,5 +35,5 @@ _MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c7a52-5d0e-4c39-9a43-3f7f6f0b7a10")
 
 
 def delivery_message_id(subscription_id: str, notification_id: int) -> str:
-    """The wsa:MessageID of a delivery: the same on every retry and replay, so consumers can de-duplicate."""
+    """The wsa:MessageID of a delivery: the same on every retry and redelivery, so consumers can de-duplicate."""
     return f"urn:uuid:{uuid.uuid5(_MESSAGE_ID_NAMESPACE, f'{subscription_id}/{notification_id}')}"

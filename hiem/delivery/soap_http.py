@@ -4,7 +4,7 @@ Why urllib3 and not httpx: measured on this stack (32 sender threads, 12.5 KB si
 consumer), httpx's sync client spends about 1.0 ms of CPU per POST and urllib3 about 0.35 ms, and
 httpx's pool lock was the most contended lock in the delivering process (docs/performance.md).
 
-Error translation (STYLE.md §7): timeouts -> DeliveryTimeout; connect/network/TLS errors ->
+Error translation, one exception per meaning: timeouts -> DeliveryTimeout; connect/network/TLS errors ->
 ConsumerUnreachable; 5xx, 408, 429 -> ConsumerUnavailable (with Retry-After); a SOAP fault body ->
 ConsumerFault; other 4xx -> ConsumerRejected; a 3xx is a rejection too, because following redirects would
 let a consumer point the broker at an address the outbound policy never checked.

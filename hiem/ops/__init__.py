@@ -1,7 +1,7 @@
 """The operators' console (``/ops``) and its building blocks; ``hiem serve`` mounts :func:`build_ops_app`.
 
 Layout: :mod:`.app` routes and guards requests, :mod:`.pages` and :mod:`.queries` read, :mod:`.actions`
-writes (replay, probe) with a record in ``operator_actions``, :mod:`.sessions` and :mod:`.operators` do
+writes (redeliver, unpark) with a record in ``operator_actions``, :mod:`.sessions` and :mod:`.operators` do
 authentication, :mod:`.stats` and :mod:`.queue` compute the overview that ``hiem status`` and
 ``/metrics`` (:mod:`hiem.ops.metrics`) share.
 """
@@ -22,4 +22,4 @@ def build_ops_app(settings: Settings, database: Database) -> OpsApp:
     from hiem.ops.app import OpsApp
     from hiem.ops.settings import load_ops_settings
 
-    return OpsApp(settings, database, load_ops_settings(settings.dev))
+    return OpsApp(settings, database, load_ops_settings(settings))

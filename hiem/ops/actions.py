@@ -1,8 +1,8 @@
-"""What an operator can do from the console, each recorded in ``operator_actions`` with its outcome.
+"""What an operator can do, from the console or the CLI, each recorded in ``operator_actions`` with its outcome.
 
 An action is a name, the form field naming its target, a sentence for the confirmation page and the
-change itself. The change and its record are written in one transaction: there is no replay without a
-row saying who asked for it, and no row claiming a replay that was rolled back.
+change itself. The change and its record are written in one transaction: there is no redelivery without a
+row saying who asked for it, and no row claiming a redelivery that was rolled back.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Action:
     perform: Callable[[Session, str], str]
 
 
-def _replay_one(session: Session, target: str) -> str:
+def _redeliver_one(session: Session, target: str) -> str:
     try:
         delivery_id = int(target)
     except ValueError:
@@ -41,35 +41,35 @@ def _replay_one(session: Session, target: str) -> str:
         raise ActionRefused(f"no delivery {delivery_id}")
     if row.state != DeliveryState.DEAD.value:
         raise ActionRefused(f"delivery {delivery_id} is {row.state}, not dead")
-    deliveries.replay(session, [delivery_id])
-    return f"delivery {delivery_id} replayed"
+    deliveries.redeliver(session, [delivery_id])
+    return f"delivery {delivery_id} redelivered"
 
 
-def _replay_consumer(session: Session, target: str) -> str:
+def _redeliver_consumer(session: Session, target: str) -> str:
     ids = queries.dead_ids_for_consumer(session, target)
     if not ids:
         raise ActionRefused(f"no dead deliveries for {target}")
-    replayed = deliveries.replay(session, ids)
-    return f"{len(replayed)} dead deliveries replayed"
+    redelivered = deliveries.redeliver(session, ids)
+    return f"{len(redelivered)} dead deliveries redelivered"
 
 
-def _probe(session: Session, target: str) -> str:
+def _unpark(session: Session, target: str) -> str:
     if not queries.consumer_known(session, target):
         raise ActionRefused(f"no consumer {target}")
     if not breaker.unpark(session, target):
         raise ActionRefused(f"{target} is not parked")
-    return "unparked: its next delivery probes it now"
+    return "unparked: its next delivery is the trial"
 
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (
-    Action("replay", "delivery", "Replay",
-           lambda t: f"Replay dead delivery {t}? It gets a fresh attempt budget and is sent within seconds.",
-           _replay_one),
-    Action("replay-consumer", "consumer", "Replay all",
-           lambda t: f"Replay every dead delivery to {t}? Each gets a fresh attempt budget.", _replay_consumer),
-    Action("probe", "origin", "Probe now",
-           lambda t: f"Un-park {t} now? Its next delivery is the probe: success closes the circuit breaker, "
-                     "failure parks it again for longer.", _probe),
+    Action("redeliver", "delivery", "Redeliver",
+           lambda t: f"Redeliver dead delivery {t}? It gets a fresh attempt budget and is sent within seconds.",
+           _redeliver_one),
+    Action("redeliver-consumer", "consumer", "Redeliver all",
+           lambda t: f"Redeliver every dead delivery to {t}? Each gets a fresh attempt budget.", _redeliver_consumer),
+    Action("unpark", "origin", "Unpark now",
+           lambda t: f"Un-park {t} now? Its next delivery is the breaker's trial: success closes the circuit breaker, "
+                     "failure parks it again for longer.", _unpark),
 )}
 
 

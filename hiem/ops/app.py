@@ -22,7 +22,7 @@ from hiem.config import Settings
 from hiem.ops import actions, operators, pages
 from hiem.ops.http import Request, Response, login_url, redirect, safe_next, text, with_done
 from hiem.ops.metrics import MetricsApp
-from hiem.ops.queue import QueueProbe
+from hiem.ops.queue import QueueMonitor
 from hiem.ops.render import Renderer
 from hiem.ops.sessions import COOKIE_NAME, Session, SessionSigner, password_fingerprint
 from hiem.ops.settings import OpsSettings
@@ -59,11 +59,11 @@ class OpsApp:
     """Serves ``/ops/*`` and ``/metrics``; mount it in front of (or beside) the SOAP app."""
 
     def __init__(self, settings: Settings, database: Database, ops: OpsSettings,
-                 queue: QueueProbe | None = None) -> None:
+                 queue: QueueMonitor | None = None) -> None:
         self.settings, self.db, self.ops = settings, database, ops
         self.signer = SessionSigner(ops.secret, ops.session_seconds)
         self.renderer = Renderer()
-        self.queue = queue or QueueProbe(settings)
+        self.queue = queue or QueueMonitor(settings)
         self.throttle = operators.LoginThrottle()
         self.metrics = MetricsApp(database, self.queue, token=ops.metrics_token)
         self._public_hosts = [urlsplit(settings.public_url).netloc] if settings.public_url else []

@@ -12,7 +12,7 @@ name                                   type             meaning
 notifications_received_total{topic}    counter          notifications accepted, by topic (rows never deleted)
 deliveries{state}                      gauge            delivery rows in each state now
 deliveries_completed_total{outcome}    counter          deliveries that ended delivered / cancelled (final)
-dead_letters                           gauge            dead deliveries awaiting a replay
+dead_letters                           gauge            dead deliveries awaiting redelivery
 delivery_latency_seconds               gauge histogram  received → delivered, deliveries finished in the
                                                         last hour (a window, so buckets can go down)
 delivery_attempts                      gauge histogram  attempts used by deliveries finished in the last hour
@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hiem.clock import utcnow
 from hiem.ops import stats
-from hiem.ops.queue import QueueProbe
+from hiem.ops.queue import QueueMonitor
 from hiem.store import audit
 from hiem.store.db import Database
 from hiem.store.models import DeliveryState, Notification, TopicNamespaceRow, TopicRow
@@ -68,7 +68,7 @@ def _topic_label(namespace: str | None, path: str) -> str:
 class HiemCollector(Collector):
     """Reads the deployment's state from the database (and the queue depth from the broker) per scrape."""
 
-    def __init__(self, database: Database, queue: QueueProbe) -> None:
+    def __init__(self, database: Database, queue: QueueMonitor) -> None:
         self.db, self.queue = database, queue
 
     def collect(self) -> Iterator[Metric]:
@@ -108,7 +108,7 @@ class HiemCollector(Collector):
                                         "Deliveries that reached a final state (delivered or cancelled)",
                                         labels=["outcome"])
         yield self._labelled(completed, ((o, by_state[o]) for o in FINAL_OUTCOMES))
-        yield GaugeMetricFamily("hiem_dead_letters", "Dead deliveries awaiting a replay",
+        yield GaugeMetricFamily("hiem_dead_letters", "Dead deliveries awaiting redelivery",
                                 value=by_state[DeliveryState.DEAD.value])
         yield GaugeHistogramMetricFamily(
             "hiem_delivery_latency_seconds",
@@ -144,7 +144,7 @@ class HiemCollector(Collector):
 class MetricsApp:
     """``GET /metrics`` from a registry holding only :class:`HiemCollector` (no per-process noise)."""
 
-    def __init__(self, database: Database, queue: QueueProbe, token: str = "") -> None:
+    def __init__(self, database: Database, queue: QueueMonitor, token: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(HiemCollector(database, queue))
         self._app = make_wsgi_app(self.registry)

@@ -30,7 +30,7 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 
 class Role(str, Enum):
-    ADMIN = "admin"    # sees everything and acts (replay, probe)
+    ADMIN = "admin"    # sees everything and acts (redeliver, unpark)
     VIEWER = "viewer"  # sees everything, cannot act
 
 

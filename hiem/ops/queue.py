@@ -65,7 +65,7 @@ def workers_seen(queue: str, timeout: float = PING_TIMEOUT) -> list[str]:
                   if any(q.get("name") == queue for q in queues or []))
 
 
-class QueueProbe:
+class QueueMonitor:
     """Measures :class:`QueueStatus` for one deployment, caching the answer for a few seconds."""
 
     def __init__(self, settings: Settings, cache_seconds: float = CACHE_SECONDS) -> None:

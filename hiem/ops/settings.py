@@ -1,21 +1,6 @@
-"""The operators' console settings (``HIEM_OPS_*``, ``HIEM_METRICS_TOKEN``), read like :mod:`hiem.config`.
-
-They live here rather than in :class:`hiem.config.Settings` so the console stays one removable package;
-the same rules apply: read once, frozen, a malformed value is a :class:`hiem.errors.ConfigError`.
-
-=============================== ================================ ==========================================
-variable                        default                          meaning
-=============================== ================================ ==========================================
-HIEM_OPS_SECRET                 (empty)                          HMAC key signing console sessions; set the
-                                                                 same value on every web process
-HIEM_OPS_SECRET_FILE            hiem-ops.secret                  used when HIEM_OPS_SECRET is empty: read,
-                                                                 or generated (mode 0600) when missing. In
-                                                                 dev mode an in-memory key is used instead
-HIEM_OPS_SESSION_HOURS          12                               a console login lasts this long
-HIEM_OPS_POLL_SECONDS           5                                how often console pages refresh themselves
-HIEM_METRICS_TOKEN              (empty: no authentication)       /metrics then needs ``Authorization:
-                                                                 Bearer <token>``
-=============================== ================================ ==========================================
+"""The console's settings in the form it uses them: the session signing key resolved (read from
+``HIEM_OPS_SECRET``, or from its key file, generated on first use), the rest from
+:class:`hiem.config.ConsoleSettings`. A malformed value is a :class:`hiem.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -23,11 +8,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hiem.config import _read
+from hiem.config import Settings
 from hiem.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,25 +29,23 @@ class OpsSettings:
     metrics_token: str = ""
 
 
-def load_ops_settings(dev: bool, env: Mapping[str, str] | None = None) -> OpsSettings:
-    """Read the console settings; ``dev`` allows a throw-away signing key (sessions end with the process)."""
-    env = os.environ if env is None else env
+def load_ops_settings(settings: Settings) -> OpsSettings:
+    """The console's settings; dev mode allows a throw-away signing key (sessions end with the process)."""
+    console = settings.console
     return OpsSettings(
-        secret=_secret(env, dev),
-        session_seconds=max(60.0, _read(env, "HIEM_OPS_SESSION_HOURS", float, 12.0) * 3600.0),
-        poll_seconds=max(1.0, _read(env, "HIEM_OPS_POLL_SECONDS", float, 5.0)),
-        metrics_token=_read(env, "HIEM_METRICS_TOKEN", str, ""),
+        secret=_secret(console.secret, console.secret_file, settings.dev),
+        session_seconds=console.session_hours * 3600.0,
+        poll_seconds=console.poll_seconds,
+        metrics_token=console.metrics_token,
     )
 
 
-def _secret(env: Mapping[str, str], dev: bool) -> bytes:
-    raw = env.get("HIEM_OPS_SECRET", "")
+def _secret(raw: str, path: str, dev: bool) -> bytes:
     if raw:
         if len(raw.encode()) < MIN_SECRET_BYTES:
             raise ConfigError(f"HIEM_OPS_SECRET must be at least {MIN_SECRET_BYTES} bytes "
                               "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
         return raw.encode()
-    path = env.get("HIEM_OPS_SECRET_FILE", "")
     if not path and dev:
         # A dev console lives as long as its process: no key file left in the working directory.
         return secrets.token_bytes(32)

@@ -1,14 +1,14 @@
 """WS-Security and SAML for HIEM v2.0 §3.1.1: verify what comes in, sign what goes out.
 
-The package follows signxml's split by role (STYLE §8): ``verifying`` (inbound checks, composed as a
+The package follows signxml's split by role: ``verifying`` (inbound checks, composed as a
 list of small check objects), ``signing`` (outbound), a private shared base (``_processor``), and
-``policy`` (one frozen SecurityPolicy; ``SecurityPolicy.dev()`` instead of ``if dev:``). ``replay``
+``policy`` (one frozen SecurityPolicy; ``SecurityPolicy.dev()`` instead of ``if dev:``). ``nonces``
 holds the seam for remembering accepted IDs, ``devkeys`` a self-signed identity and NHIN-shaped SAML
 assertions for development and tests.
 
 Typical use at the SOAP edge::
 
-    verifier = EnvelopeVerifier(policy, MemoryReplayCache())
+    verifier = EnvelopeVerifier(policy, MemoryNonceCache())
     try:
         result = verifier.verify(envelope)      # SecurityResult: who, on whose behalf, what was signed
     except SecurityError as exc:                # exc.reason, exc.subcode (wsse QName), exc.alert_type
@@ -25,8 +25,8 @@ from hiem.security.devkeys import (
     wrap_with_assertion,
 )
 from hiem.security.errors import AlertType, FaultSubcode, SecurityError
+from hiem.security.nonces import MemoryNonceCache, NonceCache
 from hiem.security.policy import SecurityPolicy
-from hiem.security.replay import MemoryReplayCache, ReplayCache
 from hiem.security.signing import EnvelopeSigner
 from hiem.security.verifying import EnvelopeVerifier, SecurityResult
 
@@ -37,8 +37,8 @@ __all__ = [
     "EnvelopeSigner",
     "EnvelopeVerifier",
     "FaultSubcode",
-    "MemoryReplayCache",
-    "ReplayCache",
+    "MemoryNonceCache",
+    "NonceCache",
     "SecurityError",
     "SecurityPolicy",
     "SecurityResult",

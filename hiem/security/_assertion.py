@@ -19,7 +19,7 @@ In order:
   purposeofuse). Their presence is not enforced here: what a caller may do is an authorization
   decision, made by the handler from the result.
 
-The assertion ID is recorded in the replay cache only after the message signature verified too.
+The assertion ID is recorded in the nonce cache only after the message signature verified too.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ WS-Security 1.1 SOAP Message Security §6 allows several Security headers for di
 HIEM message is addressed to one ultimate receiver, so more than one is refused as ambiguous rather
 than guessing which one applies. §10 defines wsu:Timestamp: Created says when the message was made,
 Expires when it stops being valid. A message is accepted while both the Timestamp and hiem's own
-``replay_window_seconds`` (counted from Created) say it is fresh, which also bounds how long the
-replay cache must remember it.
+``freshness_window_seconds`` (counted from Created) say it is fresh, which also bounds how long the
+nonce cache must remember it.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class TimestampCheck:
             raise SecurityError.policy("wsu:Timestamp expires before it was created")
         if expires is not None and now >= expires + skew:
             raise SecurityError.expired(f"the message has expired (wsu:Expires {format_instant(expires)})")
-        fresh_until = created + timedelta(seconds=inbound.policy.replay_window_seconds)
+        fresh_until = created + timedelta(seconds=inbound.policy.freshness_window_seconds)
         if expires is not None:
             fresh_until = min(fresh_until, expires)
         if now >= fresh_until + skew:

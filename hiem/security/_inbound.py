@@ -1,6 +1,6 @@
 """The state one inbound message accumulates as the checks run, and the helpers the checks share.
 
-Each check (``_header``, ``_assertion``, ``_signature`` and the replay check in ``verifying``) reads
+Each check (``_header``, ``_assertion``, ``_signature`` and the nonce check in ``verifying``) reads
 what the earlier ones established from :class:`Inbound` and adds what it proved. Nothing here is
 public: callers only ever see the frozen ``SecurityResult`` built at the end.
 """
@@ -67,7 +67,7 @@ class Inbound:
     signature_key: bytes | None = None
     signer_pinned: bool = False
     signer_subject: str | None = None
-    message_replay_key: str | None = None
+    message_nonce: str | None = None
 
     @property
     def skew(self) -> timedelta:

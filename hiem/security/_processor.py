@@ -1,6 +1,6 @@
 """What signing and verifying share: SOAP structure, ids, instants, canonicalization, keys.
 
-The role split follows signxml (signer / verifier / processor, STYLE §8). Nothing here trusts its
+The role split follows signxml (signer / verifier / processor). Nothing here trusts its
 input: ids are collected over the whole document so an ambiguous id is seen before any reference is
 resolved (XML Signature Best Practices, "prevent signature wrapping"), and text is read as the XPath
 string value, which skips comments. A comment is not signed under exclusive c14n, and lxml's ``.text``

@@ -85,7 +85,7 @@ class MessageSignatureCheck:
         for (element_id, prefixes), result in zip(references, results, strict=True):
             self._record(inbound, element_id, prefixes, result)
         self._require_coverage(inbound)
-        inbound.message_replay_key = self._replay_key(inbound, signature)
+        inbound.message_nonce = self._message_nonce(inbound, signature)
 
     @staticmethod
     def _key_reference(signature: etree._Element, inbound: Inbound) -> tuple[x509.Certificate | None, bool]:
@@ -204,7 +204,7 @@ class MessageSignatureCheck:
                 raise SecurityError.signature(f"the message signature does not cover the wsa:{name} header")
 
     @staticmethod
-    def _replay_key(inbound: Inbound, signature: etree._Element) -> str:
+    def _message_nonce(inbound: Inbound, signature: etree._Element) -> str:
         """Signer key + signed wsa:MessageID; without one, the signature value identifies the message."""
         signer = fingerprint(inbound.signature_key or b"")
         message_ids = [block for block in inbound.parts.header_blocks if block.tag == q(ns.WSA, "MessageID")]

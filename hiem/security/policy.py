@@ -3,7 +3,7 @@
 HIEM v2.0 §3.1.1 requires every Subscribe, Unsubscribe and Notify to carry SAML assertions about the
 user or system behind it (NHIN Authorization Framework), so the default policy requires a signed
 assertion *and* a WS-Security message signature. ``--dev`` does not scatter ``if dev:`` checks through
-the code: it builds a different policy with :meth:`SecurityPolicy.dev` (STYLE §8).
+the code: it builds a different policy with :meth:`SecurityPolicy.dev`.
 
 Options (all keyword, all with defaults):
 
@@ -24,7 +24,7 @@ Options (all keyword, all with defaults):
     This broker's audience URI; checked against AudienceRestriction when both are present.
 ``max_assertion_lifetime_seconds`` (8 h)
     Longest NotBefore (or IssueInstant) .. NotOnOrAfter span accepted; NotOnOrAfter is required.
-``replay_window_seconds`` (600)
+``freshness_window_seconds`` (600)
     How long after its wsu:Created a message is accepted; MessageIDs are remembered for that long.
 ``signature_algorithms`` / ``digest_algorithms``
     Allowed XML-DSig algorithm URIs. Defaults leave out SHA-1 (and HMAC, which needs a shared
@@ -74,7 +74,7 @@ class SecurityPolicy:
     clock_skew_seconds: float = 120
     audience: str | None = None
     max_assertion_lifetime_seconds: float = 8 * 3600
-    replay_window_seconds: float = 600
+    freshness_window_seconds: float = 600
     signature_algorithms: frozenset[str] = DEFAULT_SIGNATURE_ALGORITHMS
     digest_algorithms: frozenset[str] = DEFAULT_DIGEST_ALGORITHMS
     subject_confirmation_methods: frozenset[str] = DEFAULT_CONFIRMATION_METHODS
@@ -82,7 +82,7 @@ class SecurityPolicy:
     _certs: dict[str, tuple[x509.Certificate, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("clock_skew_seconds", "max_assertion_lifetime_seconds", "replay_window_seconds"):
+        for name in ("clock_skew_seconds", "max_assertion_lifetime_seconds", "freshness_window_seconds"):
             if not 0 <= getattr(self, name) <= _ONE_YEAR:
                 raise ValueError(f"SecurityPolicy.{name} must be between 0 and one year (in seconds)")
         for uri in self.signature_algorithms:

@@ -20,7 +20,7 @@ from hiem.security import (
     AssertionMinter,
     EnvelopeSigner,
     EnvelopeVerifier,
-    ReplayCache,
+    NonceCache,
     SecurityPolicy,
     ensure_dev_identity,
 )
@@ -74,8 +74,8 @@ def inbound_policy(settings: Settings) -> SecurityPolicy:
                           audience=sec.audience or None)
 
 
-def make_verifier(settings: Settings, replay: ReplayCache) -> EnvelopeVerifier:
-    return EnvelopeVerifier(inbound_policy(settings), replay)
+def make_verifier(settings: Settings, nonces: NonceCache) -> EnvelopeVerifier:
+    return EnvelopeVerifier(inbound_policy(settings), nonces)
 
 
 class BrokerSigner:

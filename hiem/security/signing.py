@@ -17,7 +17,7 @@ adds, in one wsse:Security header (mustUnderstand in the envelope's own SOAP ver
 That is exactly what :class:`~hiem.security.verifying.EnvelopeVerifier` demands, so a consumer trusting
 the broker's certificate verifies the broker's messages (the round-trip tests prove it).
 
-Replay protection on the receiving side records each assertion ID once: mint a fresh assertion per
+The receiving side's nonce cache records each assertion ID once: mint a fresh assertion per
 message (``mint_assertion`` is one RSA signature) rather than reusing one signer's assertion forever.
 """
 

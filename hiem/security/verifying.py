@@ -7,11 +7,11 @@ a fixed order (as zeep's ``wsse/compose.py`` chains its wsse objects), each able
 with a :class:`~hiem.security.errors.SecurityError`:
 
 1. ``SecurityHeaderCheck``   one wsse:Security when required; ids unique across the whole document
-2. ``TimestampCheck``        wsu:Timestamp fresh (Created, Expires, replay window, clock skew)
+2. ``TimestampCheck``        wsu:Timestamp fresh (Created, Expires, freshness window, clock skew)
 3. ``AssertionCheck``        saml2:Assertion signed by a pinned IdP, valid now, for us, confirmed
 4. ``MessageSignatureCheck`` ds:Signature by the confirmation key or a pinned signer, covering the
                              Body, the Timestamp and every WS-Addressing header (wrapping-proof)
-5. ``ReplayCheck``           assertion ID and message ID never accepted twice; runs last, so a forged
+5. ``NonceCheck``           assertion ID and message ID never accepted twice; runs last, so a forged
                              copy can never "use up" the ID of the genuine message
 
 Handlers read only the :class:`SecurityResult` ("see what is signed", signxml's advice): it names
@@ -32,8 +32,8 @@ from hiem.security._inbound import Check, Inbound
 from hiem.security._processor import soap_parts
 from hiem.security._signature import MessageSignatureCheck
 from hiem.security.errors import SecurityError
+from hiem.security.nonces import NonceCache
 from hiem.security.policy import SecurityPolicy
-from hiem.security.replay import ReplayCache
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,10 @@ class SecurityResult:
     signer_subject: str | None = None
 
 
-class ReplayCheck:
+class NonceCheck:
     """Record the assertion ID (issuer + ID) and the message key; refuse either when seen before."""
 
-    def __init__(self, cache: ReplayCache) -> None:
+    def __init__(self, cache: NonceCache) -> None:
         self.cache = cache
 
     def verify(self, inbound: Inbound) -> None:
@@ -73,10 +73,10 @@ class ReplayCheck:
             key = f"saml:{assertion.issuer}|{assertion.assertion_id}"
             if self.cache.seen(key, assertion.not_on_or_after + inbound.skew):
                 raise SecurityError.replay(f"the SAML assertion {assertion.assertion_id} was already used")
-        if inbound.message_replay_key is not None:
-            window = timedelta(seconds=inbound.policy.replay_window_seconds)
+        if inbound.message_nonce is not None:
+            window = timedelta(seconds=inbound.policy.freshness_window_seconds)
             expires_at = inbound.fresh_until or inbound.now + window + inbound.skew
-            if self.cache.seen(inbound.message_replay_key, expires_at):
+            if self.cache.seen(inbound.message_nonce, expires_at):
                 raise SecurityError.replay("this message was already received (same signer and wsa:MessageID)")
 
 
@@ -87,17 +87,17 @@ class EnvelopeVerifier:
     datetime. One verifier is safe to share between threads (it keeps no per-message state).
     """
 
-    def __init__(self, policy: SecurityPolicy, replay: ReplayCache,
+    def __init__(self, policy: SecurityPolicy, nonces: NonceCache,
                  now: Callable[[], datetime] | None = None) -> None:
         self.policy = policy
-        self.replay = replay
+        self.nonces = nonces
         self._now = now or (lambda: datetime.now(UTC))
         self.checks: Sequence[Check] = (
             SecurityHeaderCheck(),
             TimestampCheck(),
             AssertionCheck(),
             MessageSignatureCheck(),
-            ReplayCheck(replay),
+            NonceCheck(nonces),
         )
 
     def verify(self, envelope: etree._Element) -> SecurityResult:

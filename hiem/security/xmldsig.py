@@ -5,7 +5,7 @@ twice (the fresh system assertion, then the envelope), so signing is the largest
 signxml re-serializes and re-parses the document in Python for every reference; libxmlsec1 canonicalizes,
 digests and signs in C, and python-xmlsec releases the GIL while it does, so the sender threads of one
 process sign on every core at once (``docs/performance.md``, "Signing"). It is the library python3-saml
-and most SAML stacks sign with, and hiem already pins it with lxml (STACK.md).
+and most SAML stacks sign with; it must link the same libxml2 as lxml (pinned together in pyproject.toml).
 
 What is produced is fixed, and is what :mod:`hiem.security.verifying` (signxml) demands: exclusive c14n
 for SignedInfo and for every reference, SHA-256 digests, RSA-SHA256 or ECDSA-SHA256 by key type, ``ds:``

@@ -1,9 +1,9 @@
 """The circuit breaker, kept in the database so every worker process shares it.
 
 A consumer origin that fails ``threshold`` times in a row is *parked*: its deliveries wait (without
-spending attempts) until ``parked_until``. Then the next delivery is the probe: success closes the
+spending attempts) until ``parked_until``. Then the next delivery is the trial: success closes the
 breaker, a failure parks the origin again for twice as long (capped). Operators can un-park an origin
-early with ``hiem deliveries probe ORIGIN``.
+early with ``hiem deliveries unpark ORIGIN``.
 """
 
 from __future__ import annotations
@@ -33,22 +33,22 @@ def origin_of(address: str) -> str:
 @dataclass(frozen=True)
 class Gate:
     """What the breaker lets through for an origin now: everything (closed), nothing until ``parked_until``
-    (open), or exactly one delivery, the probe (half-open: ``probe`` is True)."""
+    (open), or exactly one delivery, the trial (half-open: ``trial`` is True)."""
 
     parked_until: datetime | None = None
-    probe: bool = False
+    trial: bool = False
 
 
 CLOSED = Gate()
 
 
 def gate(session: Session, origin: str, now: datetime, *, threshold: int = FAILURE_THRESHOLD,
-         probe_seconds: float = 30.0) -> Gate:
+         trial_seconds: float = 30.0) -> Gate:
     """Read (and, after a park ended, take) the origin's breaker.
 
-    After a park ends, exactly one delivery becomes the probe: it takes the origin with a conditional
-    UPDATE (parking it again for ``probe_seconds``, the probe's own time budget), and every other
-    delivery keeps waiting. The probe's success closes the breaker; its failure parks the origin longer.
+    After a park ends, exactly one delivery becomes the trial: it takes the origin with a conditional
+    UPDATE (parking it again for ``trial_seconds``, the trial's own time budget), and every other
+    delivery keeps waiting. The trial's success closes the breaker; its failure parks the origin longer.
     """
     row = session.execute(select(Consumer.parked_until, Consumer.consecutive_failures)
                           .where(Consumer.origin == origin)).first()
@@ -59,14 +59,14 @@ def gate(session: Session, origin: str, now: datetime, *, threshold: int = FAILU
         return Gate(parked_until=until)
     if row[1] < threshold:
         return CLOSED
-    probe_until = now + timedelta(seconds=probe_seconds)
+    trial_until = now + timedelta(seconds=trial_seconds)
     taken = session.execute(update(Consumer).where(
         Consumer.origin == origin, or_(Consumer.parked_until.is_(None), Consumer.parked_until <= now))
-        .values(parked_until=probe_until, consecutive_failures=threshold - 1, updated_at=now)).rowcount
+        .values(parked_until=trial_until, consecutive_failures=threshold - 1, updated_at=now)).rowcount
     if taken == 1:
-        return Gate(parked_until=probe_until, probe=True)
+        return Gate(parked_until=trial_until, trial=True)
     return Gate(parked_until=as_utc(session.scalar(select(Consumer.parked_until).where(Consumer.origin == origin)))
-                or probe_until)
+                or trial_until)
 
 
 def record_success(session: Session, origin: str) -> None:
@@ -86,7 +86,7 @@ def record_failure(session: Session, origin: str, error: str, *, threshold: int 
     row.last_error = error[:500]
     row.updated_at = now
     parked = as_utc(row.parked_until)
-    # Park when the count reaches the threshold (the first time, or a failed probe, which restarts the
+    # Park when the count reaches the threshold (the first time, or a failed trial, which restarts the
     # count just below it) or when no park is running; failures of requests that were already in flight
     # when the origin was parked do not park it again.
     if row.consecutive_failures == threshold or (row.consecutive_failures > threshold and (parked or now) <= now):
@@ -98,7 +98,7 @@ def record_failure(session: Session, origin: str, error: str, *, threshold: int 
 
 
 def unpark(session: Session, origin: str | None = None) -> int:
-    """Let parked origins (all when None) be probed now."""
+    """Let parked origins (all when None) be tried now: their next delivery is the trial."""
     query = update(Consumer).where(Consumer.parked_until.is_not(None))
     if origin:
         query = query.where(Consumer.origin == origin)

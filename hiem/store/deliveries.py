@@ -3,7 +3,7 @@
 ::
 
     pending --claim--> in_flight --ok--> delivered
-       ^                  |  \\--final error / attempts or age exhausted--> dead --replay--> pending
+       ^                  |  \\--final error / attempts or age exhausted--> dead --redeliver--> pending
        |                  \\--retryable error--> retrying --(due: sweeper)--> pending
        +--(lease expired: sweeper or broker redelivery)-- in_flight
 
@@ -381,7 +381,7 @@ def requeue_due(session: Session, older_than: datetime, limit: int) -> list[int]
     return ids
 
 
-def replay(session: Session, ids: list[int] | None = None) -> list[int]:
+def redeliver(session: Session, ids: list[int] | None = None) -> list[int]:
     """Give dead deliveries (all of them when ``ids`` is None) a fresh attempt budget, due now.
 
     They become ``retrying`` with ``next_attempt_at = now``: the sweeper of whichever process runs it

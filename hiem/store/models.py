@@ -1,6 +1,6 @@
 """The database schema: topic trees, subscriptions, notifications (the outbox) and deliveries.
 
-Design notes (see DESIGN.md):
+Design notes (docs/architecture.md has the whole picture):
 
 * Topic trees are rows (namespace, parent, name, full path), loaded from TopicNamespace documents.
 * A subscription's topic expression is compiled at Subscribe time into ``subscription_topics`` rows:
@@ -53,7 +53,7 @@ class DeliveryState(str, Enum):
     IN_FLIGHT = "in_flight"    # claimed by a worker until lease_until
     RETRYING = "retrying"      # failed retryably; due again at next_attempt_at
     DELIVERED = "delivered"
-    DEAD = "dead"              # final failure or attempts/age exhausted; can be replayed
+    DEAD = "dead"              # final failure or attempts/age exhausted; can be redelivered
     CANCELLED = "cancelled"    # the subscription ended before the notification could be sent
     HELD = "held"              # the subscription is paused: kept, sent in order on resume
     STORED = "stored"          # waiting in a pull point for GetMessages
@@ -204,7 +204,7 @@ class Operator(Base):
 
 
 class OperatorAction(Base):
-    """What an operator did from the console or CLI (replay, probe), kept for accountability."""
+    """What an operator did from the console or CLI (redeliver, unpark), kept for accountability."""
 
     __tablename__ = "operator_actions"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -215,11 +215,12 @@ class OperatorAction(Base):
     outcome: Mapped[str] = mapped_column(String(512))
 
 
-class ReplayEntry(Base):
-    """Seen SAML assertion IDs and message IDs, until they expire (replay protection across processes)."""
+class NonceEntry(Base):
+    """Seen SAML assertion IDs and message IDs, until they expire (the security nonce cache, shared by
+    every web process)."""
 
-    __tablename__ = "replay_cache"
-    __table_args__ = (Index("ix_replay_cache_expires", "expires_at"),)
+    __tablename__ = "security_nonces"
+    __table_args__ = (Index("ix_security_nonces_expires", "expires_at"),)
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

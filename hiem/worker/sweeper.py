@@ -27,7 +27,7 @@ from hiem.errors import DeliveryError
 from hiem.store import audit, pullpoints, subscriptions
 from hiem.store import deliveries as store
 from hiem.worker.runtime import runtime
-from hiem.wsn import endpoint_checks as probes
+from hiem.wsn import endpoint_checks
 from hiem.wsn.leases import parse_duration
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,11 @@ def _send_heartbeat(subscription_id: str, manager: str, address: str, parameters
     rt = runtime()
     try:
         addresses = resolve_checked(address, rt.settings.delivery.allow_private_addresses)
-        request = probes.control_request(
+        request = endpoint_checks.control_request(
             topic_local="Heartbeat", subscription_id=subscription_id, manager_address=manager,
             consumer=EndpointReference(address, parameters), dialect_uri=dialect, soap_version=soap_version,
             signer=rt.signer, connect_to=addresses[0] if addresses else None)
-        probes.send_once(request, rt.settings.delivery)
+        endpoint_checks.send_once(request, rt.settings.delivery)
     except (DeliveryError, AddressNotAllowed) as exc:
         log.info("heartbeat to subscription %s failed: %s", subscription_id, exc)
 

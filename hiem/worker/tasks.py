@@ -127,7 +127,7 @@ def claim_admitted(rt: Runtime, delivery_ids: list[int]) -> list[tuple[store.Cla
     """Claim deliveries and pass them through the circuit breaker, once per consumer origin.
 
     A parked consumer's deliveries are given back (no attempt spent) until the park ends; when a park has
-    just ended, one delivery is admitted as the probe and the origin's others wait for its verdict.
+    just ended, one delivery is admitted as the breaker's trial and the origin's others wait for its verdict.
     """
     settings = rt.settings.delivery
     admitted: list[tuple[store.Claim, str]] = []
@@ -139,11 +139,11 @@ def claim_admitted(rt: Runtime, delivery_ids: list[int]) -> list[tuple[store.Cla
         now = utcnow()
         for origin, group in by_origin.items():
             gate = breaker.gate(session, origin, now, threshold=settings.breaker_threshold,
-                                probe_seconds=settings.connect_timeout + settings.read_timeout + 5)
+                                trial_seconds=settings.connect_timeout + settings.read_timeout + 5)
             if gate.parked_until is None:
                 admitted.extend((claim, origin) for claim in group)
                 continue
-            if gate.probe:
+            if gate.trial:
                 admitted.append((group[0], origin))
                 group = group[1:]
             store.release_many(session, group, gate.parked_until,

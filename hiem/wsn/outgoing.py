@@ -5,7 +5,7 @@
 * ``wsnt:Message``: the publisher's element, unchanged;
 * addressed per WS-Addressing: ``wsa:To`` = consumer address, ``wsa:Action`` Notify, each reference
   parameter of the ConsumerReference as a header block with ``wsa:IsReferenceParameter="true"``;
-* ``wsa:MessageID`` derived from (subscription, notification): the same on every retry and replay, so a
+* ``wsa:MessageID`` derived from (subscription, notification): the same on every retry and redelivery, so a
   consumer can drop duplicates (delivery is at-least-once).
 """
 

@@ -14,8 +14,7 @@ from hiem.errors import DeliveryError
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
 from hiem.store import audit, authorization, deliveries, pullpoints, subscriptions
 from hiem.store import topics as topic_store
-from hiem.wsn import endpoint_checks as probes
-from hiem.wsn import faults, leases, messages, topics
+from hiem.wsn import endpoint_checks, faults, leases, messages, topics
 from hiem.wsn.context import ServiceContext
 from hiem.wsn.pullpoint import pull_point_of
 from hiem.wstopics import TopicDialect, topic_set_element
@@ -42,7 +41,7 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
         except AddressNotAllowed as exc:  # the client can fix it: a Sender fault
             raise faults.SubscribeCreationFailedFault(f"consumer address refused: {exc}",
                                                       code=faults.SoapCode.SENDER) from None
-    heartbeat = probes.heartbeat_interval(request.body, ctx.settings.min_heartbeat)
+    heartbeat = endpoint_checks.heartbeat_interval(request.body, ctx.settings.min_heartbeat)
     now = utcnow()
     termination = leases.initial_termination(data.initial_termination_time, now, ctx.leases)
     subscription_id = str(uuid.uuid4())
@@ -84,11 +83,11 @@ def _check_endpoint(ctx: ServiceContext, consumer, subscription_id: str, manager
     subscription exists; otherwise SubscribeCreationFailedFault says why."""
     try:
         addresses = resolve_checked(consumer.address, ctx.settings.delivery.allow_private_addresses)
-        probe = probes.control_request(
+        check = endpoint_checks.control_request(
             topic_local="EndpointCheck", subscription_id=subscription_id, manager_address=manager, consumer=consumer,
             dialect_uri=dialect, soap_version="1.1" if request.version is SoapVersion.SOAP11 else "1.2",
             signer=ctx.signer, connect_to=addresses[0] if addresses else None)
-        probes.send_once(probe, ctx.settings.delivery)
+        endpoint_checks.send_once(check, ctx.settings.delivery)
     except (DeliveryError, AddressNotAllowed) as exc:
         raise faults.SubscribeCreationFailedFault(f"endpoint check failed: the consumer did not accept a test "
                                                   f"Notify ({exc})", code=faults.SoapCode.SENDER) from None

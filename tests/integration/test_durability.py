@@ -263,7 +263,7 @@ def test_retry_until_consumer_back_then_dead_letter_and_replay(tmp_path):
         # back up, replayed by the operator: arrives exactly once more, same MessageID
         down.clear()
         replayed = time.monotonic()
-        replay = subprocess.run([sys.executable, "-m", "hiem.cli", "deliveries", "replay", str(row.id)],
+        replay = subprocess.run([sys.executable, "-m", "hiem.cli", "deliveries", "redeliver", str(row.id)],
                                 env=broker.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert "replaying 1 deliveries" in replay.stdout
@@ -274,11 +274,11 @@ def test_retry_until_consumer_back_then_dead_letter_and_replay(tmp_path):
         time.sleep(2.0)
         assert len(stays_down.received) == max_attempts + 1, "exactly one more send after the replay"
         assert message_id(stays_down.received[-1]) == first_id
-        again = subprocess.run([sys.executable, "-m", "hiem.cli", "deliveries", "replay", str(row.id)],
+        again = subprocess.run([sys.executable, "-m", "hiem.cli", "deliveries", "redeliver", str(row.id)],
                                env=broker.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert again.returncode == 1 and "no dead deliveries matched" in again.stdout
         print(f"[dead letter] dead after {max_attempts} attempts: {row.last_error!r}; the replayed delivery "
-              f"arrived {arrived:.1f}s after `hiem deliveries replay` was started")
+              f"arrived {arrived:.1f}s after `hiem deliveries redeliver` was started")
 
 
 # -- 3. a hanging consumer does not delay a fast one ---------------------------------------------------------
@@ -484,7 +484,7 @@ def test_circuit_breaker_parks_a_refusing_consumer_and_recovers(tmp_path):
                   f"{sorted(d.attempts for d in rows.deliveries())}; breaker closed")
 
 
-def test_circuit_breaker_probes_with_a_single_delivery(tmp_path):
+def test_circuit_breaker_trial_is_a_single_delivery(tmp_path):
     env = {"HIEM_BREAKER_THRESHOLD": "3", "HIEM_BREAKER_PARK": "2", "HIEM_BACKOFF_BASE": "0.2",
            "HIEM_BACKOFF_MAX": "0.5"}
     count = 4
@@ -507,11 +507,11 @@ def test_circuit_breaker_probes_with_a_single_delivery(tmp_path):
             return state if settled and state is not None and state.park_count == parks else None
         wait_until(lambda: parked_and_settled(1), 20, "the first park", interval=0.05)
         attempts = sum(d.attempts for d in rows.deliveries())
-        wait_until(lambda: parked_and_settled(2), 20, "the failed probe to park the consumer again", interval=0.05)
+        wait_until(lambda: parked_and_settled(2), 20, "the failed trial to park the consumer again", interval=0.05)
         spent = sum(d.attempts for d in rows.deliveries()) - attempts
-        print(f"\n[breaker probe] the failed probe round after the first park spent {spent} attempts "
+        print(f"\n[breaker trial] the failed trial after the first park spent {spent} attempts "
               f"({count} deliveries queued)")
-        assert spent == 1, f"the probe round spent {spent} attempts, one per queued delivery"
+        assert spent == 1, f"the trial spent {spent} attempts, one per queued delivery"
 
 
 # -- 7. ordered delivery: a failing message holds back the later ones, order is kept --------------------------

@@ -45,7 +45,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 # -- access control over plain HTTP (no browser needed) -----------------------------------------------------
 @pytest.mark.parametrize("path", ["/ops", "/ops/topics", "/ops/subscriptions", "/ops/notifications",
-                                  "/ops/deliveries", "/ops/actions", "/ops/confirm?action=replay&delivery=1"])
+                                  "/ops/deliveries", "/ops/actions", "/ops/confirm?action=redeliver&delivery=1"])
 def test_console_is_unreachable_without_login(console: Console, path: str) -> None:
     response = httpx.get(f"{console.url}{path}", timeout=10)
     assert response.status_code == 303
@@ -55,7 +55,7 @@ def test_console_is_unreachable_without_login(console: Console, path: str) -> No
 
 
 def test_actions_are_refused_without_login(console: Console) -> None:
-    response = httpx.post(f"{console.url}/ops/actions/replay", data={"delivery": str(console.dead[1])}, timeout=10)
+    response = httpx.post(f"{console.url}/ops/actions/redeliver", data={"delivery": str(console.dead[1])}, timeout=10)
     assert response.status_code == 403
     forged = httpx.get(f"{console.url}/ops", cookies={"hiem_ops": "eyJ1IjoiZGV2In0.AAAA"}, timeout=10)
     assert forged.status_code == 303, "a forged session cookie is no login"
@@ -84,27 +84,27 @@ def test_wrong_password_is_refused(console: Console) -> None:
 def test_action_without_csrf_token_is_refused(console: Console) -> None:
     target = {"delivery": str(console.dead[1]), "back": "/ops/deliveries"}
     with logged_in_client(console) as client:
-        assert client.post("/ops/actions/replay", data=target).status_code == 403
-        assert client.post("/ops/actions/replay", data={**target, "csrf": "forged"}).status_code == 403
-        other_origin = client.post("/ops/actions/replay", data={**target, "csrf": page_csrf(client)},
+        assert client.post("/ops/actions/redeliver", data=target).status_code == 403
+        assert client.post("/ops/actions/redeliver", data={**target, "csrf": "forged"}).status_code == 403
+        other_origin = client.post("/ops/actions/redeliver", data={**target, "csrf": page_csrf(client)},
                                    headers={"Origin": "http://evil.example"})
         assert other_origin.status_code == 403
-    assert console.delivery(console.dead[1]).state == "dead", "nothing was replayed"
+    assert console.delivery(console.dead[1]).state == "dead", "nothing was redelivered"
 
 
-def test_viewer_cannot_replay(console: Console) -> None:
+def test_viewer_cannot_redeliver(console: Console) -> None:
     with logged_in_client(console, VIEWER, VIEWER_PASSWORD) as client:
         deliveries = client.get("/ops/deliveries")
         assert deliveries.status_code == 200 and f'id="delivery-{console.dead[1]}"' in deliveries.text
         assert "/ops/confirm" not in deliveries.text, "a viewer is shown no action buttons"
-        confirm = client.get(f"/ops/confirm?action=replay&delivery={console.dead[1]}")
+        confirm = client.get(f"/ops/confirm?action=redeliver&delivery={console.dead[1]}")
         assert confirm.status_code == 403
-        refused = client.post("/ops/actions/replay", data={"delivery": str(console.dead[1]),
+        refused = client.post("/ops/actions/redeliver", data={"delivery": str(console.dead[1]),
                                                            "csrf": page_csrf(client)})
         assert refused.status_code == 403
     assert console.delivery(console.dead[1]).state == "dead"
     last = console.actions()[-1]
-    assert (last.username, last.action, last.outcome) == (VIEWER, "replay", "refused: viewer role")
+    assert (last.username, last.action, last.outcome) == (VIEWER, "redeliver", "refused: viewer role")
 
 
 def test_ops_port_serves_only_the_console(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ def log_in(page: Page, console: Console, username: str, password: str, shot: str
     expect(page.locator(".who")).to_contain_text(username)
 
 
-def test_dead_delivery_replayed_from_the_console(console: Console, browser: Browser) -> None:
+def test_dead_delivery_redelivered_from_the_console(console: Console, browser: Browser) -> None:
     from playwright.sync_api import expect
 
     target = console.dead[0]
@@ -191,35 +191,35 @@ def test_dead_delivery_replayed_from_the_console(console: Console, browser: Brow
             expect(page.locator("h1")).to_have_text(heading)
             shoot(page, name)
 
-        console.failing.behaviour = accept  # the consumer is fixed; now replay
+        console.failing.behaviour = accept  # the consumer is fixed; now redeliver
         page.goto(f"{console.url}/ops/subscriptions/{console.failing_subscription}")
         expect(page.locator("pre.xml").first).to_contain_text(console.failing_subscription)
         expect(row).to_have_attribute("data-state", "dead")
         shoot(page, "subscription")
-        row.get_by_role("button", name="Replay").click()
-        expect(page.locator(".question")).to_contain_text(f"Replay dead delivery {target}?")
+        row.get_by_role("button", name="Redeliver").click()
+        expect(page.locator(".question")).to_contain_text(f"Redeliver dead delivery {target}?")
         shoot(page, "confirm")
-        page.get_by_role("button", name="Yes, replay").click()
-        expect(page.locator(".flash")).to_contain_text(f"delivery {target} replayed")
+        page.get_by_role("button", name="Yes, redeliver").click()
+        expect(page.locator(".flash")).to_contain_text(f"delivery {target} redelivered")
         page.evaluate("window.hiemNotReloaded = true")
         expect(row).to_have_attribute("data-state", "delivered", timeout=30_000)
         assert page.evaluate("window.hiemNotReloaded") is True, "the page updated itself, it was not reloaded"
         expect(page.locator("#updated")).to_contain_text("updated")
-        shoot(page, "subscription-replayed")
+        shoot(page, "subscription-redelivered")
 
         assert console.delivery(target).state == "delivered"
-        assert len(console.failing.received) == 3, "two refused Notifies, then the replayed one"
+        assert len(console.failing.received) == 3, "two refused Notifies, then the redelivered one"
         mine = [a for a in console.actions() if a.username == "dev"]
-        assert [(a.action, a.target, a.outcome) for a in mine] == [("replay", str(target),
-                                                                     f"delivery {target} replayed")]
+        assert [(a.action, a.target, a.outcome) for a in mine] == [("redeliver", str(target),
+                                                                     f"delivery {target} redelivered")]
         page.goto(f"{console.url}/ops/actions")
-        expect(page.locator("table")).to_contain_text(f"delivery {target} replayed")
+        expect(page.locator("table")).to_contain_text(f"delivery {target} redelivered")
         shoot(page, "activity")
     finally:
         context.close()
 
 
-def test_viewer_sees_everything_but_cannot_replay_in_the_browser(console: Console, browser: Browser) -> None:
+def test_viewer_sees_everything_but_cannot_redeliver_in_the_browser(console: Console, browser: Browser) -> None:
     from playwright.sync_api import expect
 
     target = console.dead[1]
@@ -228,17 +228,17 @@ def test_viewer_sees_everything_but_cannot_replay_in_the_browser(console: Consol
         page = context.new_page()
         log_in(page, console, VIEWER, VIEWER_PASSWORD)
         expect(page.locator(f"#delivery-{target}")).to_have_attribute("data-state", "dead")
-        expect(page.get_by_role("button", name="Replay")).to_have_count(0)
+        expect(page.get_by_role("button", name="Redeliver")).to_have_count(0)
         shoot(page, "deliveries-phone-viewer")
         page.goto(f"{console.url}/ops")
         expect(page.locator("h1")).to_have_text("Overview")
         shoot(page, "overview-phone")
 
         csrf = page.locator('form[action="/ops/logout"] input[name="csrf"]').get_attribute("value")
-        refused = page.request.post(f"{console.url}/ops/actions/replay",
+        refused = page.request.post(f"{console.url}/ops/actions/redeliver",
                                     form={"delivery": str(target), "csrf": csrf or ""}, max_redirects=0)
         assert refused.status == 403
-        without_token = page.request.post(f"{console.url}/ops/actions/replay", form={"delivery": str(target)},
+        without_token = page.request.post(f"{console.url}/ops/actions/redeliver", form={"delivery": str(target)},
                                           max_redirects=0)
         assert without_token.status == 403
         assert console.delivery(target).state == "dead"

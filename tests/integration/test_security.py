@@ -14,7 +14,7 @@ from hiem import ns
 from hiem.security import (
     EnvelopeSigner,
     EnvelopeVerifier,
-    MemoryReplayCache,
+    MemoryNonceCache,
     SecurityPolicy,
     ensure_dev_identity,
     mint_assertion,
@@ -90,7 +90,7 @@ def test_signed_messages_flow_and_the_consumer_verifies_the_broker(world, consum
     assert published.status_code == 202, published.text
     envelope = consumer.wait_for(1)[0].envelope()
     policy = SecurityPolicy(trusted_idp_certs=(broker_id.cert_pem,), trusted_signer_certs=(broker_id.cert_pem,))
-    result = EnvelopeVerifier(policy, MemoryReplayCache()).verify(envelope)
+    result = EnvelopeVerifier(policy, MemoryNonceCache()).verify(envelope)
     assert result.authenticated
     assert ns.qname(ns.SOAP12, "Body") in result.signed_parts
     assert result.organization_id == "urn:oid:2.16.840.1.113883.3.0"

@@ -19,7 +19,7 @@ from hiem.clock import utcnow
 from hiem.config import Settings
 from hiem.ops import operators
 from hiem.ops.app import OpsApp
-from hiem.ops.queue import QueueProbe, QueueStatus
+from hiem.ops.queue import QueueMonitor, QueueStatus
 from hiem.ops.settings import OpsSettings
 from hiem.store import deliveries, subscriptions, topics
 from hiem.store.db import Database, as_utc
@@ -116,7 +116,7 @@ def seeded(db: Database) -> Seeded:
     return Seeded(good, bad, nid, delivered, dead)
 
 
-class FixedQueue(QueueProbe):
+class FixedQueue(QueueMonitor):
     """The broker's half of the overview, fixed (unit tests have no broker)."""
 
     def __init__(self, settings: Settings, status: QueueStatus | None = None) -> None:

@@ -98,21 +98,21 @@ def test_wrong_password_and_throttle(app: OpsApp) -> None:
 def test_admin_replays_a_dead_delivery_after_confirming(admin: httpx.Client, db: Database, seeded: Seeded) -> None:
     page = admin.get("/ops/deliveries")
     assert f'id="delivery-{seeded.dead}"' in page.text and "HTTP 400: bad request" in page.text
-    assert f'name="delivery" value="{seeded.dead}"' in page.text, "a Replay button for the dead delivery"
-    confirm = admin.get(f"/ops/confirm?action=replay&delivery={seeded.dead}&back=/ops/deliveries")
-    assert f"Replay dead delivery {seeded.dead}?" in confirm.text
+    assert f'name="delivery" value="{seeded.dead}"' in page.text, "a Redeliver button for the dead delivery"
+    confirm = admin.get(f"/ops/confirm?action=redeliver&delivery={seeded.dead}&back=/ops/deliveries")
+    assert f"Redeliver dead delivery {seeded.dead}?" in confirm.text
     assert state(db, seeded.dead) == "dead", "asking for confirmation changes nothing"
-    done = confirm_and_act(admin, f"action=replay&delivery={seeded.dead}")
+    done = confirm_and_act(admin, f"action=redeliver&delivery={seeded.dead}")
     assert done.status_code == 303 and done.headers["location"].startswith("/ops/deliveries?done=")
     assert state(db, seeded.dead) == "retrying"
-    assert actions(db) == [(ADMIN, "replay", str(seeded.dead), f"delivery {seeded.dead} replayed")]
+    assert actions(db) == [(ADMIN, "redeliver", str(seeded.dead), f"delivery {seeded.dead} redelivered")]
     flash = admin.get(done.headers["location"])
-    assert f"delivery {seeded.dead} replayed" in flash.text
+    assert f"delivery {seeded.dead} redelivered" in flash.text
 
 
 def test_replaying_a_delivery_that_is_not_dead_is_refused_and_recorded(admin: httpx.Client, db: Database,
                                                                         seeded: Seeded) -> None:
-    done = confirm_and_act(admin, f"action=replay&delivery={seeded.delivered}")
+    done = confirm_and_act(admin, f"action=redeliver&delivery={seeded.delivered}")
     assert done.status_code == 303
     assert state(db, seeded.delivered) == "delivered"
     assert actions(db)[-1][3] == f"refused: delivery {seeded.delivered} is delivered, not dead"
@@ -124,9 +124,10 @@ def test_replay_all_for_a_consumer(admin: httpx.Client, db: Database, seeded: Se
     with db.session() as session:
         row = session.query(Delivery).filter_by(notification_id=second, subscription_id=seeded.bad).one()
         row.state = "dead"
-    done = confirm_and_act(admin, "action=replay-consumer&consumer=http://bad.example/notify")
+    done = confirm_and_act(admin, "action=redeliver-consumer&consumer=http://bad.example/notify")
     assert done.status_code == 303
-    assert actions(db)[-1] == (ADMIN, "replay-consumer", "http://bad.example/notify", "2 dead deliveries replayed")
+    assert actions(db)[-1] == (ADMIN, "redeliver-consumer", "http://bad.example/notify",
+                               "2 dead deliveries redelivered")
     assert state(db, seeded.dead) == "retrying"
 
 
@@ -136,23 +137,23 @@ def test_probe_a_parked_consumer(admin: httpx.Client, db: Database) -> None:
         session.add(Consumer(origin="http://down.example:80", consecutive_failures=7, park_count=2,
                              parked_until=now + timedelta(minutes=10), last_error="connect refused", updated_at=now))
     page = admin.get("/ops/deliveries")
-    assert "http://down.example:80" in page.text and "Probe now" in page.text
-    done = confirm_and_act(admin, "action=probe&origin=http://down.example:80")
+    assert "http://down.example:80" in page.text and "Unpark now" in page.text
+    done = confirm_and_act(admin, "action=unpark&origin=http://down.example:80")
     assert done.status_code == 303
-    assert actions(db)[-1][1:] == ("probe", "http://down.example:80", "unparked: its next delivery probes it now")
+    assert actions(db)[-1][1:] == ("unpark", "http://down.example:80", "unparked: its next delivery is the trial")
     assert "http://down.example:80" not in admin.get("/ops/deliveries").text
 
 
 def test_post_without_or_with_a_foreign_csrf_token_is_refused(app: OpsApp, admin: httpx.Client, db: Database,
                                                               seeded: Seeded) -> None:
     target = {"delivery": str(seeded.dead)}
-    assert admin.post("/ops/actions/replay", data=target).status_code == 403
-    assert admin.post("/ops/actions/replay", data={**target, "csrf": "x"}).status_code == 403
+    assert admin.post("/ops/actions/redeliver", data=target).status_code == 403
+    assert admin.post("/ops/actions/redeliver", data={**target, "csrf": "x"}).status_code == 403
     with client_for(app) as other:
         login(other)
         foreign = csrf_of(other.get("/ops").text)
-    assert admin.post("/ops/actions/replay", data={**target, "csrf": foreign}).status_code == 403
-    header_token = admin.post("/ops/actions/replay", data=target,
+    assert admin.post("/ops/actions/redeliver", data={**target, "csrf": foreign}).status_code == 403
+    header_token = admin.post("/ops/actions/redeliver", data=target,
                               headers={"X-CSRF-Token": csrf_of(admin.get("/ops").text), "Origin": "http://evil"})
     assert header_token.status_code == 403, "a foreign Origin is refused even with the token"
     assert state(db, seeded.dead) == "dead" and actions(db) == []
@@ -161,12 +162,12 @@ def test_post_without_or_with_a_foreign_csrf_token_is_refused(app: OpsApp, admin
 def test_viewer_sees_everything_but_cannot_act(viewer: httpx.Client, db: Database, seeded: Seeded) -> None:
     page = viewer.get("/ops/deliveries")
     assert f'id="delivery-{seeded.dead}"' in page.text and "/ops/confirm" not in page.text
-    assert viewer.get(f"/ops/confirm?action=replay&delivery={seeded.dead}").status_code == 403
-    refused = viewer.post("/ops/actions/replay", data={"delivery": str(seeded.dead),
+    assert viewer.get(f"/ops/confirm?action=redeliver&delivery={seeded.dead}").status_code == 403
+    refused = viewer.post("/ops/actions/redeliver", data={"delivery": str(seeded.dead),
                                                        "csrf": csrf_of(viewer.get("/ops").text)})
     assert refused.status_code == 403
     assert state(db, seeded.dead) == "dead"
-    assert actions(db) == [(VIEWER, "replay", str(seeded.dead), "refused: viewer role")]
+    assert actions(db) == [(VIEWER, "redeliver", str(seeded.dead), "refused: viewer role")]
 
 
 def test_disabling_an_operator_or_changing_its_password_ends_its_sessions(admin: httpx.Client,

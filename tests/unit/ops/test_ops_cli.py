@@ -55,14 +55,14 @@ def test_status_text_and_json(env: Database, seeded: Seeded, capsys: pytest.Capt
 
 
 def test_replay_all_dead_with_progress(env: Database, seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["deliveries", "replay", "--all-dead"]) == 0
+    assert main(["deliveries", "redeliver", "--all-dead"]) == 0
     out, err = capsys.readouterr()
-    assert f"replaying 1 deliveries ({seeded.dead})" in out
-    assert "replaying dead deliveries" in err and "1/1" in err, "the progress bar goes to stderr"
+    assert f"redelivering 1 deliveries ({seeded.dead})" in out
+    assert "redelivering dead deliveries" in err and "1/1" in err, "the progress bar goes to stderr"
     with env.session() as session:
         assert session.get(Delivery, seeded.dead).state == "retrying"  # type: ignore[union-attr]
         (action,) = session.query(OperatorAction).all()
-        assert action.username.startswith("cli:") and action.outcome == "1 dead deliveries replayed"
+        assert action.username.startswith("cli:") and action.outcome == "1 dead deliveries redelivered"
 
 
 def test_topics_load_with_progress(env: Database, capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,10 +63,10 @@ def test_dev_operator_gets_a_fresh_password_each_start(db: Database) -> None:
 
 def test_actions_are_recorded(db: Database) -> None:
     with db.session() as session:
-        operators.record_action(session, ADMIN, "replay", "7", "x" * 600)
+        operators.record_action(session, ADMIN, "redeliver", "7", "x" * 600)
     with db.session() as session:
         (row,) = operators.recent_actions(session)
-        assert (row.username, row.action, row.target, len(row.outcome)) == (ADMIN, "replay", "7", 512)
+        assert (row.username, row.action, row.target, len(row.outcome)) == (ADMIN, "redeliver", "7", 512)
 
 
 def test_login_throttle() -> None:

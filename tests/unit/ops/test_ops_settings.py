@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from hiem.config import load_settings
 from hiem.errors import ConfigError
-from hiem.ops.settings import load_ops_settings
+from hiem.ops.settings import OpsSettings
+from hiem.ops.settings import load_ops_settings as _load
+
+
+def load_ops_settings(dev: bool, env: dict[str, str]) -> OpsSettings:
+    """The console settings from this environment, read through hiem.config as every process reads them."""
+    settings = load_settings(env)
+    return _load(settings.with_dev() if dev else settings)
 
 
 def test_secret_from_the_environment() -> None:

@@ -29,7 +29,7 @@ from hiem.security import (
     EnvelopeSigner,
     EnvelopeVerifier,
     FaultSubcode,
-    MemoryReplayCache,
+    MemoryNonceCache,
     SecurityError,
     SecurityPolicy,
     SecurityResult,
@@ -119,8 +119,8 @@ class Kit:
         return SecurityPolicy(**values)
 
     def verifier(self, policy: SecurityPolicy | None = None, *, now: Callable[[], datetime] | None = None,
-                 cache: MemoryReplayCache | None = None) -> EnvelopeVerifier:
-        return EnvelopeVerifier(policy or self.policy(), cache or MemoryReplayCache(), now=now)
+                 cache: MemoryNonceCache | None = None) -> EnvelopeVerifier:
+        return EnvelopeVerifier(policy or self.policy(), cache or MemoryNonceCache(), now=now)
 
     def assertion(self, *, issuer_identity: DevIdentity | None = None, holder: DevIdentity | None = None,
                   sender_vouches: bool = False, **overrides: Any) -> bytes:

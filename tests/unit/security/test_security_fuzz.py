@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from hiem import ns, xmlsafe
-from hiem.security import MemoryReplayCache, SecurityError, SecurityPolicy, SecurityResult
+from hiem.security import MemoryNonceCache, SecurityError, SecurityPolicy, SecurityResult
 
 INTERESTING = [
     "", "#", "#nowhere", "2030-01-01T00:00:00Z", "1999-01-01T00:00:00Z", "yesterday", "AAAA", "!!",
@@ -81,7 +81,7 @@ def test_mutated_envelopes_give_a_result_or_a_security_error(kit, operations: li
     for policy in (kit.policy(), kit.policy(audience="https://hiem.example.org/"),
                    SecurityPolicy.dev(trusted_idp_certs=(kit.idp.cert_pem,))):
         try:
-            result = kit.verifier(policy, cache=MemoryReplayCache()).verify(copy.deepcopy(document))
+            result = kit.verifier(policy, cache=MemoryNonceCache()).verify(copy.deepcopy(document))
         except SecurityError as error:
             assert error.reason and error.subcode.startswith(f"{{{ns.WSSE}}}")
         else:

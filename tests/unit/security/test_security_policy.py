@@ -19,7 +19,7 @@ def test_defaults_are_strict() -> None:
     policy = SecurityPolicy()
     assert policy.require_assertion and policy.require_signature and policy.verify_if_present
     assert policy.trusted_idp_certs == () and policy.trusted_signer_certs == ()
-    assert policy.clock_skew_seconds == 120 and policy.replay_window_seconds == 600
+    assert policy.clock_skew_seconds == 120 and policy.freshness_window_seconds == 600
     assert policy.max_assertion_lifetime_seconds == 8 * 3600
     assert not any("sha1" in uri for uri in policy.signature_algorithms | policy.digest_algorithms)
     assert not any("hmac" in uri for uri in policy.signature_algorithms)
@@ -49,7 +49,7 @@ def test_sha1_is_an_explicit_opt_in_only() -> None:
     ({"signature_algorithms": frozenset({"http://www.w3.org/2001/04/xmldsig-more#hmac-sha256"})}, "HMAC"),
     ({"digest_algorithms": frozenset({"urn:unknown"})}, "unknown algorithm"),
     ({"clock_skew_seconds": -1}, "between 0 and one year"),
-    ({"replay_window_seconds": 1e12}, "between 0 and one year"),
+    ({"freshness_window_seconds": 1e12}, "between 0 and one year"),
     ({"subject_confirmation_methods": frozenset({"urn:bogus"})}, "unknown method"),
 ])
 def test_bad_options_fail_at_construction(overrides: dict, message: str) -> None:
@@ -77,7 +77,7 @@ def test_security_error_carries_reason_alert_type_and_wsse_subcode() -> None:
 
 EXPECTED = {
     "AlertType", "AssertionMinter", "DevIdentity", "EnvelopeSigner", "EnvelopeVerifier", "FaultSubcode",
-    "MemoryReplayCache", "ReplayCache", "SecurityError", "SecurityPolicy", "SecurityResult", "ensure_dev_identity",
+    "MemoryNonceCache", "NonceCache", "SecurityError", "SecurityPolicy", "SecurityResult", "ensure_dev_identity",
     "mint_assertion", "wrap_with_assertion",
 }
 

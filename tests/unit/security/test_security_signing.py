@@ -119,12 +119,12 @@ def test_existing_wsu_ids_are_reused(kit) -> None:
 
 def test_broker_signer_carries_a_fresh_assertion_per_message_that_one_consumer_accepts_each_time(kit) -> None:
     from hiem.config import load_settings
-    from hiem.security import MemoryReplayCache
+    from hiem.security import MemoryNonceCache
     from hiem.security.setup import BrokerIdentity, BrokerSigner
 
     broker = kit.gateway
     signer = BrokerSigner(load_settings({"HIEM_DEV": "1"}), BrokerIdentity(broker.key_pem, broker.cert_pem))
-    consumer = kit.verifier(consumer_policy(broker), cache=MemoryReplayCache())  # one replay cache for all
+    consumer = kit.verifier(consumer_policy(broker), cache=MemoryNonceCache())  # one replay cache for all
     seen = set()
     for index in range(3):
         envelope = kit.wire(signer.sign(kit.envelope(ns.SOAP12)))
@@ -141,14 +141,14 @@ def test_one_broker_signer_shared_by_many_threads_signs_every_message_validly(ki
     from concurrent.futures import ThreadPoolExecutor
 
     from hiem.config import load_settings
-    from hiem.security import MemoryReplayCache
+    from hiem.security import MemoryNonceCache
     from hiem.security.setup import BrokerIdentity, BrokerSigner
 
     broker = kit.gateway
     signer = BrokerSigner(load_settings({"HIEM_DEV": "1"}), BrokerIdentity(broker.key_pem, broker.cert_pem))
     with ThreadPoolExecutor(max_workers=8) as pool:
         signed = list(pool.map(lambda index: etree.tostring(signer.sign(kit.envelope(ns.SOAP12))), range(120)))
-    consumer = kit.verifier(consumer_policy(broker), cache=MemoryReplayCache())
+    consumer = kit.verifier(consumer_policy(broker), cache=MemoryNonceCache())
     assertion_ids = set()
     for body in signed:
         envelope = kit.wire(etree.fromstring(body))

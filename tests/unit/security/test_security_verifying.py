@@ -250,7 +250,7 @@ def test_timestamp_from_the_future_is_refused(kit, now) -> None:
 
 def test_message_older_than_the_replay_window_is_refused(kit, now) -> None:
     message = kit.message()
-    policy = kit.policy(replay_window_seconds=30, clock_skew_seconds=0)
+    policy = kit.policy(freshness_window_seconds=30, clock_skew_seconds=0)
     later = now + timedelta(seconds=60)
     kit.refused(lambda: kit.accept(message, policy, now=lambda: later), AlertType.EXPIRED, FaultSubcode.MESSAGE_EXPIRED,
                 "too old")

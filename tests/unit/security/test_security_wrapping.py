@@ -113,7 +113,7 @@ def test_comment_in_name_id_does_not_truncate_the_subject(kit) -> None:
     assert result.subject_id == full
 
 
-def test_comment_in_message_id_does_not_dodge_the_replay_cache(kit) -> None:
+def test_comment_in_message_id_does_not_dodge_the_nonce_cache(kit) -> None:
     verifier = kit.verifier(kit.policy(require_assertion=False))
     original = kit.signed_without_assertion(message_id="urn:uuid:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
     replay = copy.deepcopy(original)

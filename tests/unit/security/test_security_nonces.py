@@ -1,4 +1,4 @@
-"""MemoryReplayCache: check-and-record, expiry, bound, and atomicity under threads."""
+"""MemoryNonceCache: check-and-record, expiry, bound, and atomicity under threads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hiem.security import MemoryReplayCache, ReplayCache
+from hiem.security import MemoryNonceCache, NonceCache
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -21,7 +21,7 @@ class Clock:
 
 
 def test_first_sighting_records_and_the_second_is_a_replay() -> None:
-    cache = MemoryReplayCache(now=Clock())
+    cache = MemoryNonceCache(now=Clock())
     assert cache.seen("k", T0 + timedelta(minutes=5)) is False
     assert cache.seen("k", T0 + timedelta(minutes=5)) is True
     assert cache.seen("other", T0 + timedelta(minutes=5)) is False
@@ -29,7 +29,7 @@ def test_first_sighting_records_and_the_second_is_a_replay() -> None:
 
 def test_keys_are_forgotten_after_they_expire() -> None:
     clock = Clock()
-    cache = MemoryReplayCache(now=clock)
+    cache = MemoryNonceCache(now=clock)
     cache.seen("k", T0 + timedelta(minutes=5))
     clock.now = T0 + timedelta(minutes=5)
     assert len(cache) == 1 and cache.seen("k", T0 + timedelta(minutes=10)) is False
@@ -37,13 +37,13 @@ def test_keys_are_forgotten_after_they_expire() -> None:
 
 
 def test_already_expired_keys_are_not_stored() -> None:
-    cache = MemoryReplayCache(now=Clock())
+    cache = MemoryNonceCache(now=Clock())
     assert cache.seen("k", T0 - timedelta(seconds=1)) is False
     assert len(cache) == 0
 
 
 def test_the_cache_is_bounded_and_forgets_the_soonest_expiring_key_first() -> None:
-    cache = MemoryReplayCache(max_entries=3, now=Clock())
+    cache = MemoryNonceCache(max_entries=3, now=Clock())
     for minutes, key in ((5, "a"), (1, "b"), (9, "c"), (7, "d")):
         cache.seen(key, T0 + timedelta(minutes=minutes))
     assert len(cache) == 3
@@ -52,13 +52,13 @@ def test_the_cache_is_bounded_and_forgets_the_soonest_expiring_key_first() -> No
 
 
 def test_naive_expiry_is_taken_as_utc() -> None:
-    cache = MemoryReplayCache(now=Clock())
+    cache = MemoryNonceCache(now=Clock())
     cache.seen("k", (T0 + timedelta(minutes=1)).replace(tzinfo=None))
     assert cache.seen("k", T0 + timedelta(minutes=1)) is True
 
 
 def test_only_one_of_many_concurrent_first_sightings_wins() -> None:
-    cache = MemoryReplayCache()
+    cache = MemoryNonceCache()
     expires = datetime.now(UTC) + timedelta(minutes=5)
     barrier = threading.Barrier(32)
     outcomes: list[bool] = []
@@ -79,6 +79,6 @@ def test_only_one_of_many_concurrent_first_sightings_wins() -> None:
 
 
 def test_memory_cache_satisfies_the_protocol_and_rejects_a_zero_bound() -> None:
-    assert isinstance(MemoryReplayCache(), ReplayCache)
+    assert isinstance(MemoryNonceCache(), NonceCache)
     with pytest.raises(ValueError):
-        MemoryReplayCache(max_entries=0)
+        MemoryNonceCache(max_entries=0)

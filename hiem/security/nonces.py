@@ -10,7 +10,7 @@ replay, SAML 2.0 core §2.5.1.5 on one-time use):
 
 Past those instants the time checks refuse the message anyway, so nothing has to be kept longer.
 
-:class:`ReplayCache` is the seam: one method, atomic "check and record". :class:`MemoryReplayCache`
+:class:`NonceCache` is the seam: one method, atomic "check and record". :class:`MemoryNonceCache`
 serves one process; a deployment with several web processes needs a shared one (database or Redis)
 implementing the same protocol.
 """
@@ -27,7 +27,7 @@ DEFAULT_MAX_ENTRIES = 100_000
 
 
 @runtime_checkable
-class ReplayCache(Protocol):
+class NonceCache(Protocol):
     """Check-and-record of one-time keys."""
 
     def seen(self, key: str, expires_at: datetime) -> bool:
@@ -39,17 +39,17 @@ class ReplayCache(Protocol):
         ...
 
 
-class MemoryReplayCache:
-    """A thread-safe, expiring, bounded in-process :class:`ReplayCache`.
+class MemoryNonceCache:
+    """A thread-safe, expiring, bounded in-process :class:`NonceCache`.
 
     When ``max_entries`` live keys are held, the key closest to its expiry is forgotten first: of all
     the keys it is the one whose message will soonest be refused by the time checks anyway. Size the
-    cache for the message rate times the replay window.
+    cache for the message rate times the freshness window.
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, now: Callable[[], datetime] | None = None) -> None:
         if max_entries < 1:
-            raise ValueError("MemoryReplayCache.max_entries must be at least 1")
+            raise ValueError("MemoryNonceCache.max_entries must be at least 1")
         self.max_entries = max_entries
         self._now = now or (lambda: datetime.now(UTC))
         self._expiry: dict[str, datetime] = {}
