@@ -13,12 +13,12 @@ from hiem.app.bootstrap import load_topic_files, topic_files
 from hiem.app.console import mount_console
 from hiem.app.context import build_runtime, runtime_factory, service_context
 from hiem.app.web import HiemApp, WsgiApp
+from hiem.audit.shipper import AuditShipper
 from hiem.config import Settings
 from hiem.security.setup import broker_identity, make_verifier
 from hiem.store.nonces import DatabaseNonceCache
 from hiem.worker import celery_app, tasks
 from hiem.worker import runtime as worker_runtime
-from hiem.worker.audit_shipper import AuditShipper
 from hiem.worker.dispatch import CeleryDispatcher
 from hiem.worker.sweeper import Sweeper
 
@@ -56,7 +56,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
     worker_runtime.install(rt)  # the in-process worker shares this process's resources
     sweeper = Sweeper(settings.delivery.sweep_interval)
     sweeper.start()
-    shipper = AuditShipper()
+    shipper = AuditShipper(worker_runtime.runtime)
     shipper.start()
     # The Celery worker owns the main thread (it installs signal handlers); the memory transport is
     # shared by every thread of this process, so the web threads' tasks reach it.
@@ -99,7 +99,7 @@ def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str, sw
     def _start_background(**_: object) -> None:
         # In the worker's parent process: the sweeper and the audit shipper (PostgreSQL elects one shipper).
         if sweeper:
-            background.extend([Sweeper(settings.delivery.sweep_interval), AuditShipper()])
+            background.extend([Sweeper(settings.delivery.sweep_interval), AuditShipper(worker_runtime.runtime)])
         for thread in background:
             thread.start()
 

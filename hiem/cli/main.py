@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the broker (embedded worker unless HIEM_BROKER_URL is set)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--dev", action="store_true", help="dev mode: no security checks, loopback only")
+    serve.add_argument("--dev", action="store_true",
+                       help="dev mode, as HIEM_DEV=1: no assertion or signature required, loopback only")
     serve.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
     serve.add_argument("--ops-port", type=int, default=None,
                        help="serve the /ops console and /metrics on this port only (not on --port)")
@@ -58,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", "-c", type=int, default=None)
     worker.add_argument("--loglevel", "-l", default="INFO")
     worker.add_argument("--no-sweeper", action="store_true", help="do not run the outbox sweeper here")
-    worker.add_argument("--dev", action="store_true", help="allow loopback/private consumer addresses")
+    worker.add_argument("--dev", action="store_true",
+                        help="dev mode, as HIEM_DEV=1 (give the web process the same): dev identity, "
+                             "loopback/private consumer addresses allowed")
     worker.set_defaults(func=_worker)
 
     topics = sub.add_parser("topics", help="topic trees").add_subparsers(required=True, metavar="ACTION")
@@ -158,6 +161,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         print("hiem worker needs HIEM_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without it `hiem serve` "
               "runs its own embedded worker", file=sys.stderr)
         return 2
+    if settings.dev:
+        print(DEV_BANNER, file=sys.stderr, flush=True)
     limit_malloc_arenas()
     return run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel,
                       sweeper=not args.no_sweeper)
@@ -301,12 +306,12 @@ def _since(value: str):  # type: ignore[no-untyped-def]
 
 def _audit_list(args: argparse.Namespace, settings: Settings) -> int:
     from hiem.app.bootstrap import open_database
-    from hiem.store import audit
+    from hiem.audit import records as audit_records
 
     kind = _EVENT_ALIASES.get(args.event, args.event) if args.event else None
     with open_database(settings).session() as session:
         print(f"{'id':>8}  {'time (UTC)':19}  {'event':24}  {'outcome':>7}  {'shipped':7}  subscription / message")
-        for r in audit.list_records(session, args.since, kind, args.limit):
+        for r in audit_records.list_records(session, args.since, kind, args.limit):
             print(f"{r.id:>8}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.kind:24}  {r.outcome:>7}  "
                   f"{'yes' if r.shipped_at else 'no':7}  {r.subscription_id or ''} {r.message_id or ''}")
     return 0

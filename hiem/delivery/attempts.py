@@ -13,12 +13,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from hiem.audit import AuditEvent
+from hiem.audit import records as audit_records
 from hiem.audit.codes import EventOutcomeIndicator
 from hiem.delivery import channel_name_for
 from hiem.delivery.context import DeliveryContext, delivery_message_id
 from hiem.delivery.policy import AddressNotAllowed, HostNotResolved, resolve_checked
 from hiem.errors import DeliveryError, DeliveryRefused
-from hiem.store import audit, breaker
+from hiem.store import breaker
 from hiem.store import deliveries as store
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def record(rt: DeliveryContext, attempts: list[Attempted]) -> Recorded:
     result = Recorded()
     sent = [item for item in attempts if item.released_until is None and item.error is None]
     # rendered before the transaction, so the writer is held for the statements only (hiem.store.turns)
-    exported = {item.claim.delivery_id: audit.prepare(export_event(rt, item.claim)) for item in sent}
+    exported = {item.claim.delivery_id: audit_records.prepare(export_event(rt, item.claim)) for item in sent}
     with rt.db.session() as session:
         released: dict[tuple[datetime, str], list[store.Claim]] = {}
         for item in attempts:
@@ -89,7 +90,7 @@ def record(rt: DeliveryContext, attempts: list[Attempted]) -> Recorded:
         for (until, reason), claims in released.items():
             store.release_many(session, claims, until, reason)
         recorded = store.record_delivered_many(session, [(item.claim, item.status_code) for item in sent])
-        audit.add_prepared(session, [exported[item.claim.delivery_id] for item in sent
+        audit_records.add_prepared(session, [exported[item.claim.delivery_id] for item in sent
                                      if item.claim.delivery_id in recorded])
         result.states.update(dict.fromkeys(recorded, "delivered"))
         # origins in a fixed order: two processes updating the same breaker rows never deadlock
@@ -111,7 +112,7 @@ def record(rt: DeliveryContext, attempts: list[Attempted]) -> Recorded:
                 if parked is not None:
                     result.parked[item.origin] = parked
             if state == "dead":
-                audit.add(session, export_event(rt, item.claim, EventOutcomeIndicator.SERIOUS_FAILURE,
+                audit_records.add(session, export_event(rt, item.claim, EventOutcomeIndicator.SERIOUS_FAILURE,
                                                 f"delivery given up: {error}"))
     return result
 

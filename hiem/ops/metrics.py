@@ -38,10 +38,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from hiem.audit import records as audit_records
 from hiem.clock import utcnow
 from hiem.ops import stats
 from hiem.ops.queue import QueueMonitor
-from hiem.store import audit
 from hiem.store.db import Database
 from hiem.store.models import DeliveryState, Notification, TopicNamespaceRow, TopicRow
 
@@ -96,7 +96,7 @@ class HiemCollector(Collector):
             recent = stats.recent_deliveries(session, now)
             subscriptions = stats.subscriptions_by_status(session)
             parked = stats.parked_consumers(session, now)
-            backlog = audit.backlog(session)
+            backlog = audit_records.backlog(session)
         counter = CounterMetricFamily("hiem_notifications_received", "Notifications accepted, by topic",
                                       labels=["topic"])
         for namespace, path, count in received:

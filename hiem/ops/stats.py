@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from hiem.audit import records as audit_records
 from hiem.clock import utcnow
-from hiem.store import audit
 from hiem.store.db import as_utc
 from hiem.store.models import Consumer, Delivery, DeliveryState, Notification, Subscription
 
@@ -151,4 +151,4 @@ def snapshot(session: Session, now: datetime | None = None) -> Snapshot:
     now = now or utcnow()
     return Snapshot(at=now, accepted=accepted_per_minute(session, now), deliveries=deliveries_by_state(session),
                     recent=recent_deliveries(session, now), subscriptions=subscriptions_by_status(session),
-                    parked=parked_consumers(session, now), audit_backlog=audit.backlog(session))
+                    parked=parked_consumers(session, now), audit_backlog=audit_records.backlog(session))

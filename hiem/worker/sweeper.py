@@ -19,13 +19,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hiem.addressing import EndpointReference
 from hiem.audit import AuditKind
+from hiem.audit import records as audit_records
 from hiem.audit.codes import EventOutcomeIndicator
 from hiem.audit.trail import Caller
 from hiem.clock import utcnow
 from hiem.delivery.policy import AddressNotAllowed, resolve_checked
 from hiem.errors import DeliveryError
-from hiem.store import audit, pullpoints, subscriptions
 from hiem.store import deliveries as store
+from hiem.store import pullpoints, subscriptions
 from hiem.worker.runtime import runtime
 from hiem.wsn import endpoint_checks
 from hiem.wsn.leases import parse_duration
@@ -58,7 +59,7 @@ def sweep_once() -> tuple[int, int]:
     with rt.db.session() as session:
         expired = subscriptions.expire_due(session)
         for row in expired:
-            audit.add(session, rt.audit.subscription(
+            audit_records.add(session, rt.audit.subscription(
                 AuditKind.SUBSCRIPTION_EXPIRED, Caller(address=None, user="hiem-reaper"), row.manager_address,
                 subscription_id=row.id, topic=row.topic_expression, message_id=None,
                 description=f"termination time {row.termination_time} reached"))
@@ -69,7 +70,7 @@ def sweep_once() -> tuple[int, int]:
                                            parse_duration(rt.settings.pull_max_age))
         for delivery in dropped:
             sub = subscriptions.get(session, delivery.subscription_id)
-            audit.add(session, rt.audit.exported(
+            audit_records.add(session, rt.audit.exported(
                 sub.manager_address, f"pull point {sub.pull_point_id}", subscription_id=sub.id,
                 topic=sub.topic_expression, message_id=f"{sub.id}/{delivery.notification_id}",
                 outcome=EventOutcomeIndicator.SERIOUS_FAILURE, description=delivery.last_error))

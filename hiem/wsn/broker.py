@@ -11,8 +11,9 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from hiem.audit import records as audit_records
 from hiem.soap import SoapFault, SoapReply, SoapRequest
-from hiem.store import audit, authorization, deliveries
+from hiem.store import authorization, deliveries
 from hiem.wsn import messages, topics
 from hiem.wsn.context import ServiceContext
 from hiem.wsn.faults import SoapCode
@@ -39,7 +40,7 @@ def notify(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
                     publisher=request.remote_addr,
                 ))
                 recorded.append(row.id)
-                audit.add(session, ctx.audit.imported(
+                audit_records.add(session, ctx.audit.imported(
                     ctx.caller(request), ctx.endpoint_url(request, "NotificationBroker"),
                     topic=str(topic), message_id=request.addressing.message_id))
     except SQLAlchemyError as exc:

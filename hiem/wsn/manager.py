@@ -14,9 +14,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hiem import ns
 from hiem.audit import AuditKind
+from hiem.audit import records as audit_records
 from hiem.clock import utcnow
 from hiem.soap import SoapFault, SoapReply, SoapRequest
-from hiem.store import audit, deliveries, subscriptions
+from hiem.store import deliveries, subscriptions
 from hiem.store.models import SubscriptionStatus
 from hiem.wsn import faults, leases, messages
 from hiem.wsn.context import ServiceContext
@@ -62,7 +63,7 @@ def unsubscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
             ended = subscriptions.end(session, target, SubscriptionStatus.UNSUBSCRIBED)
             if ended is None:
                 raise faults.ResourceUnknownFault(f"subscription {target!r} does not exist or has already ended")
-            audit.add(session, ctx.audit.subscription(
+            audit_records.add(session, ctx.audit.subscription(
                 AuditKind.SUBSCRIPTION_TERMINATED, ctx.caller(request),
                 ctx.endpoint_url(request, "SubscriptionManager"), subscription_id=target,
                 topic=ended.topic_expression, message_id=request.addressing.message_id))
@@ -83,7 +84,7 @@ def renew(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
         if not subscriptions.renew(session, target, termination):
             raise faults.ResourceUnknownFault(f"subscription {target!r} does not exist or has already ended")
         until = termination.isoformat() if termination else "no scheduled end"
-        audit.add(session, ctx.audit.subscription(
+        audit_records.add(session, ctx.audit.subscription(
             AuditKind.SUBSCRIPTION_RENEWED, ctx.caller(request), ctx.endpoint_url(request, "SubscriptionManager"),
             subscription_id=target, topic=None, message_id=request.addressing.message_id,
             description=f"renewed until {until}"))

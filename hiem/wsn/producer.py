@@ -8,11 +8,12 @@ from lxml import etree
 
 from hiem import content_filter, ns
 from hiem.audit import AuditKind
+from hiem.audit import records as audit_records
 from hiem.clock import utcnow
 from hiem.delivery.policy import AddressNotAllowed, check_consumer_address, resolve_checked
 from hiem.errors import DeliveryError
 from hiem.soap import SoapReply, SoapRequest, SoapVersion
-from hiem.store import audit, authorization, deliveries, pullpoints, subscriptions
+from hiem.store import authorization, deliveries, pullpoints, subscriptions
 from hiem.store import topics as topic_store
 from hiem.wsn import endpoint_checks, faults, leases, messages, topics
 from hiem.wsn.context import ServiceContext
@@ -70,7 +71,7 @@ def subscribe(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
             message_filter_namespaces=content_namespaces, organization=organization, pull_point_id=pull_point,
             heartbeat_seconds=heartbeat,
         ), topic_ids)
-        audit.add(session, ctx.audit.subscription(
+        audit_records.add(session, ctx.audit.subscription(
             AuditKind.SUBSCRIBE_ACCEPTED, ctx.caller(request), ctx.endpoint_url(request, "NotificationProducer"),
             subscription_id=subscription_id, topic=expression.text, message_id=request.addressing.message_id))
     reference = messages.subscription_reference(manager, subscription_id)

@@ -15,8 +15,9 @@ from lxml import etree
 
 from hiem import ns
 from hiem.addressing import EndpointReference, epr_element
+from hiem.audit import records as audit_records
 from hiem.soap import SoapFault, SoapReply, SoapRequest
-from hiem.store import audit, pullpoints
+from hiem.store import pullpoints
 from hiem.wsn import faults, messages
 from hiem.wsn.context import ServiceContext
 from hiem.wsn.outgoing import notification_message
@@ -87,7 +88,7 @@ def get_messages(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
         taken = pullpoints.take(session, target, min(maximum, MAX_MESSAGES_PER_CALL)) if maximum else []
         for subscription_id, manager, dialect, message in taken:
             response.append(notification_message(subscription_id, manager, dialect, message))
-            audit.add(session, ctx.audit.exported(
+            audit_records.add(session, ctx.audit.exported(
                 manager, pull_point_epr(ctx.base_url(request.base_url), target).address,
                 subscription_id=subscription_id, topic=f"{{{message.topic_namespace}}}{message.topic_path}",
                 message_id=f"{subscription_id}/{message.notification_id}"))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 
 from hiem.audit import AuditEvent, AuditKind
+from hiem.audit import records as audit_records
 from hiem.audit.codes import EventOutcomeIndicator
 from hiem.soap import SoapRequest
 from hiem.soap.faults import Fault, SoapCode
-from hiem.store import audit
 from hiem.wsn import messages
 from hiem.wsn.context import ServiceContext
 
@@ -54,7 +54,7 @@ def _store(ctx: ServiceContext, events: list[AuditEvent]) -> None:
     try:
         with ctx.db.session() as session:
             for item in events:
-                audit.add(session, item)
+                audit_records.add(session, item)
     except Exception:
         log.error("AUDIT RECORDS LOST: could not store %s for a refused request", [e.kind.value for e in events],
                   exc_info=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from hiem.store import audit
+from hiem.audit import records as audit_records
 from hiem.store.db import Database
 from tests.support import wsn
 from tests.support.consumer import RecordingConsumer
@@ -53,10 +53,10 @@ def test_counters_after_one_good_and_one_failing_delivery(broker) -> None:
         database = Database(broker.env["HIEM_DATABASE_URL"])
         try:
             with database.session() as session:
-                backlog_before = audit.backlog(session)
+                backlog_before = audit_records.backlog(session)
             m = scrape(broker.url)
             with database.session() as session:
-                backlog_after = audit.backlog(session)
+                backlog_after = audit_records.backlog(session)
         finally:
             database.dispose()
 

@@ -85,7 +85,7 @@ def test_exported_members() -> None:
     exported = set(hiem.audit.__all__)
     public = {name for name in vars(hiem.audit) if not name.startswith("_")}
     assert exported <= public
-    submodules = {"codes", "events", "message", "schemas", "syslog", "trail", "validation"}
+    submodules = {"codes", "events", "message", "records", "schemas", "shipper", "syslog", "trail", "validation"}
     assert public - exported <= {"annotations", *submodules}
     assert set(codes.__all__) == {
         name for name, value in vars(codes).items() if not name.startswith("_") and value is not None

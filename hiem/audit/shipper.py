@@ -14,7 +14,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import text
 
@@ -26,12 +28,12 @@ from hiem.audit import (
     event_from_json,
     format_rfc5424,
 )
+from hiem.audit import records as audit_records
 from hiem.audit.syslog import octet_counted
 from hiem.clock import utcnow
-from hiem.config import AuditSettings
+from hiem.config import AuditSettings, Settings
 from hiem.errors import AuditShipError
-from hiem.store import audit
-from hiem.worker.runtime import runtime
+from hiem.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,23 @@ def frame(record_event: dict, transport: str, hostname: str) -> bytes:
     return octet_counted(message) if transport == "tls" else message
 
 
+class Resources(Protocol):
+    """What the shipper needs of its process: the audit settings and the database (a worker's runtime)."""
+
+    settings: Settings
+    db: Database
+
+
 class AuditShipper(threading.Thread):
-    def __init__(self, interval: float = 1.0) -> None:
+    """Ships settled audit records in id order; with PostgreSQL one process at a time (advisory lock).
+
+    ``resources`` is called on the shipper's own thread, the first time it runs, so a process that forks
+    before starting it never shares a connection pool.
+    """
+
+    def __init__(self, resources: Callable[[], Resources], interval: float = 1.0) -> None:
         super().__init__(name="hiem-audit-shipper", daemon=True)
+        self._resources = resources
         self.interval = interval
         self._stop_event = threading.Event()
         self._sender: AuditSender | None = None
@@ -67,7 +83,7 @@ class AuditShipper(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        rt = runtime()
+        rt = self._resources()
         backoff = self.interval
         while not self._stop_event.is_set():
             try:
@@ -87,7 +103,7 @@ class AuditShipper(threading.Thread):
         self._close_sender()
 
     def _ship_with_lock(self) -> None:
-        rt = runtime()
+        rt = self._resources()
         if rt.db.dialect != "postgresql":
             self.ship_pending()
             return
@@ -102,28 +118,28 @@ class AuditShipper(threading.Thread):
 
     def ship_pending(self) -> int:
         """Ship everything settled; returns how many records went out."""
-        rt = runtime()
+        rt = self._resources()
         settings = rt.settings.audit
         shipped = 0
         while not self._stop_event.is_set():
             with rt.db.session() as session:
-                records = audit.unshipped(session, utcnow() - timedelta(seconds=SETTLE_SECONDS), BATCH)
+                records = audit_records.unshipped(session, utcnow() - timedelta(seconds=SETTLE_SECONDS), BATCH)
                 if not records:
                     return shipped
                 frames = [frame(r.event, settings.transport, self._hostname) for r in records]
                 if self._sender is None:
                     self._sender = make_sender(settings)
                 self._sender.send(frames)  # raises AuditShipError: nothing is marked, all is retried
-                audit.mark_shipped(session, [r.id for r in records])
+                audit_records.mark_shipped(session, [r.id for r in records])
                 shipped += len(records)
         return shipped
 
     def _purge_daily(self) -> None:
         if time.monotonic() - self._last_purge < 86_400 and self._last_purge:
             return
-        rt = runtime()
+        rt = self._resources()
         with rt.db.session() as session:
-            removed = audit.purge(session, rt.settings.audit.retention_days, rt.settings.audit.shipping)
+            removed = audit_records.purge(session, rt.settings.audit.retention_days, rt.settings.audit.shipping)
         if removed:
             log.info("purged %d audit records older than %s days", removed, rt.settings.audit.retention_days)
         self._last_purge = time.monotonic()
