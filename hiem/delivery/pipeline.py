@@ -5,28 +5,17 @@
     hiem.deliver task --claims--> OriginQueues --(at most HIEM_CONSUMER_CONCURRENCY per origin)--> sender
     threads (build, sign, POST) --Attempted--> OutcomeRecorder --(one transaction per batch)--> database
 
-Why this shape:
+Why this shape (the measurements behind each point are in docs/performance.md):
 
-* **Per-consumer queues instead of a trip through the database.** When one endpoint receives many
-  subscriptions' deliveries (an HIE subscribing for many agencies is the usual HIEM shape), the ones
-  over its concurrency limit wait here, in memory, and go as soon as a slot frees. Only a queue that
-  stays at :data:`ORIGIN_QUEUE_LIMIT` for :data:`BUSY_WAIT_SECONDS` (a consumer that hangs) gives
-  deliveries back to the database, so a slow consumer holds at most its slots and that queue, never every
-  sender thread, and a Celery task for at most a few seconds.
-* **A bounded backlog.** :meth:`OriginQueues.submit_all` blocks when :data:`BACKLOG` claims wait in this
-  process: backpressure on the Celery task, so a process never holds more than it can send soon.
-* **One writer for outcomes.** Sender threads hand their outcomes to the recorder, which writes up to
-  :data:`RECORD_BATCH` of them per transaction. With SQLite that turns dozens of competing writers into
-  one; with PostgreSQL it turns nine statements per delivery into a handful per batch.
-* **Sender threads retire.** After :data:`SENDS_PER_POOL` sends the pool is replaced by a fresh one and
-  the old threads exit once their current send is done. libxml2 interns every id that libxmlsec1
-  resolves (each Notify's wsu:Ids and assertion ID are new) in the parser dictionary of the thread that
-  built the document, and that dictionary lives as long as the thread: a long-lived sender thread grew by
-  about 0.4 MB per 1,000 Notifies. A retired thread's dictionary is freed with it.
+* claims over a consumer's concurrency limit wait here, in memory, so a consumer that hangs holds its
+  slots and its queue (given back to the database after :data:`BUSY_WAIT_SECONDS`), never every sender;
+* :meth:`OriginQueues.submit_all` blocks at :data:`BACKLOG` claims: backpressure on the Celery task;
+* one recorder writes up to :data:`RECORD_BATCH` outcomes per transaction instead of one writer each;
+* sender threads retire after :data:`SENDS_PER_POOL` sends, because libxml2 keeps every id libxmlsec1
+  registers in the dictionary of the thread that built the document, for as long as the thread lives.
 
-Nothing here is durable, and nothing needs to be: every claim carries a lease in the database. If this
-process dies, the sweeper hands the claims to another worker when their leases expire (at-least-once;
-the wsa:MessageID is stable, so consumers can drop duplicates).
+Nothing here needs to be durable: every claim carries a lease in the database, and the sweeper hands
+the claims of a process that died to another worker when their leases expire.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     # Small pools: every web process, worker process (and Celery pool child) has its own, and PostgreSQL's
     # default max_connections is 100. No parallel query on hiem's own sessions: every statement is a short
     # index lookup, and with a million subscriptions the planner started a parallel worker to read the 20
-    # rows of a fan-out match (6.7 ms instead of 0.6 ms; docs/performance.md, "Matching").
+    # rows of a fan-out match, ten times slower than the plain index scan (docs/performance.md, "Matching").
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
                          connect_args={"options": "-c max_parallel_workers_per_gather=0"})
 

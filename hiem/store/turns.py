@@ -3,8 +3,8 @@
 In embedded mode one process answers publishers and subscribers *and* fans notifications out, and SQLite
 lets one transaction write at a time. Delivery claims and outcome batches come back to back while a large
 fan-out runs; a plain lock hands the database to whichever thread the scheduler wakes, so a publisher's
-Notify (one short transaction, the thing HIEM clients wait on) queued behind dozens of them: with 10,000
-matching subscribers its answer took 150 ms at the median and seconds at p99 (``docs/performance.md``).
+Notify (one short transaction, the thing HIEM clients wait on) queued behind dozens of them
+(docs/performance.md has the figures).
 
 :class:`WriterTurns` is a reentrant lock with two kinds of waiter. A thread answering a client (marked
 with :func:`serving_a_client`, which the web application does for every request) goes before any waiting
