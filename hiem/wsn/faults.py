@@ -1,4 +1,4 @@
-"""WS-BaseNotification 1.3 faults as exceptions: one class per fault element of b-2.xsd, br-2.xsd, r-2.xsd.
+"""WS-BaseNotification 1.3 faults as exceptions: one class per fault element hiem raises (b-2, r-2, rp-2, hiem.xsd).
 
 Handlers raise these; only ``hiem.soap`` turns them into SOAP 1.1/1.2 envelopes, with the fault element
 (a WS-BaseFaults ``BaseFaultType`` carrying ``wsrf-bf:Timestamp`` and a human ``wsrf-bf:Description``)
@@ -7,7 +7,6 @@ in the SOAP Detail. ::
     hiem.soap.faults.Fault
      +-- WsnFault                                  code: Sender unless noted
           +-- ResourceUnknownFault                 (r-2) unknown or already removed subscription
-          +-- ResourceUnavailableFault             (r-2) Receiver
           +-- SubscribeCreationFailedFault         Receiver
           +-- InvalidFilterFault                   lists the UnknownFilter QNames
           +-- TopicExpressionDialectUnknownFault
@@ -22,11 +21,13 @@ in the SOAP Detail. ::
           +-- UnacceptableInitialTerminationTimeFault   carries MinimumTime/MaximumTime
           +-- UnacceptableTerminationTimeFault          carries MinimumTime/MaximumTime
           +-- NoCurrentMessageOnTopicFault
-          +-- UnableToGetMessagesFault, UnableToDestroyPullPointFault, UnableToCreatePullPointFault
           +-- UnableToDestroySubscriptionFault     Receiver
-          +-- PauseFailedFault, ResumeFailedFault  Receiver
-          +-- PublisherRegistrationRejectedFault, PublisherRegistrationFailedFault,
-              ResourceNotDestroyedFault            (br-2)
+          +-- InvalidResourcePropertyQNameFault    (rp-2)
+          +-- SequenceOutOfRangeFault              (hiem's own, hiem:Replay)
+
+Only faults an operation of hiem's raises have a class. The schemas declare more (publisher
+registration, whose operations hiem does not offer; pull-point and pause failures, which hiem's
+implementation never meets: its storage errors are Receiver faults without a WS-N type).
 
 Programming mistakes are never turned into one of these: they surface as a generic Receiver fault
 with no detail, and a log line.
@@ -104,8 +105,6 @@ def _fault(name: str, reason: str, code: SoapCode = SoapCode.SENDER, namespace: 
 
 
 ResourceUnknownFault = _fault("ResourceUnknownFault", "no such subscription", namespace=ns.WSRF_R)
-ResourceUnavailableFault = _fault("ResourceUnavailableFault", "resource unavailable", SoapCode.RECEIVER,
-                                  ns.WSRF_R)
 SubscribeCreationFailedFault = _fault("SubscribeCreationFailedFault", "subscription could not be created",
                                       SoapCode.RECEIVER)
 TopicExpressionDialectUnknownFault = _fault("TopicExpressionDialectUnknownFault",
@@ -121,21 +120,8 @@ UnrecognizedPolicyRequestFault = _fault("UnrecognizedPolicyRequestFault", "subsc
 UnsupportedPolicyRequestFault = _fault("UnsupportedPolicyRequestFault", "subscription policy not supported")
 NotifyMessageNotSupportedFault = _fault("NotifyMessageNotSupportedFault", "Notify message not supported")
 NoCurrentMessageOnTopicFault = _fault("NoCurrentMessageOnTopicFault", "no current message on topic")
-UnableToGetMessagesFault = _fault("UnableToGetMessagesFault", "unable to get messages", SoapCode.RECEIVER)
-UnableToDestroyPullPointFault = _fault("UnableToDestroyPullPointFault", "unable to destroy pull point",
-                                       SoapCode.RECEIVER)
-UnableToCreatePullPointFault = _fault("UnableToCreatePullPointFault", "unable to create pull point",
-                                      SoapCode.RECEIVER)
 UnableToDestroySubscriptionFault = _fault("UnableToDestroySubscriptionFault", "unable to destroy subscription",
                                           SoapCode.RECEIVER)
-PauseFailedFault = _fault("PauseFailedFault", "pause failed", SoapCode.RECEIVER)
-ResumeFailedFault = _fault("ResumeFailedFault", "resume failed", SoapCode.RECEIVER)
-PublisherRegistrationRejectedFault = _fault("PublisherRegistrationRejectedFault",
-                                            "publisher registration rejected", namespace=ns.WSNT_BR)
-PublisherRegistrationFailedFault = _fault("PublisherRegistrationFailedFault", "publisher registration failed",
-                                          SoapCode.RECEIVER, ns.WSNT_BR)
-ResourceNotDestroyedFault = _fault("ResourceNotDestroyedFault", "resource not destroyed", SoapCode.RECEIVER,
-                                   ns.WSNT_BR)
 
 
 class InvalidFilterFault(WsnFault):
