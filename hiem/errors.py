@@ -9,6 +9,7 @@
      |    +-- DeliveryTimeout         connect/read timeout            (retryable)
      |    +-- ConsumerUnreachable     refused, reset, DNS failure     (retryable)
      |    +-- ConsumerUnavailable     5xx, 408, 429                   (retryable)
+     |    |    +-- ConsumerBusy        SOAP Receiver/Server fault      (retryable)
      |    +-- ConsumerRejected        other 4xx                       (final)
      |    +-- ConsumerFault           the consumer answered a SOAP fault (final)
      |    +-- DeliveryRefused         the address is not allowed by policy (final)
@@ -58,6 +59,11 @@ class ConsumerUnavailable(DeliveryError):
     """The consumer answered 5xx, 408 or 429: it exists but cannot take the message now."""
 
 
+class ConsumerBusy(ConsumerUnavailable):
+    """The consumer answered a SOAP Receiver (1.2) or Server (1.1) fault: the trouble is on its side, and
+    the SOAP specifications say the same message may succeed later."""
+
+
 class ConsumerRejected(DeliveryError):
     """The consumer answered a 4xx other than 408/429: sending the same bytes again will not help."""
 
@@ -65,7 +71,8 @@ class ConsumerRejected(DeliveryError):
 
 
 class ConsumerFault(DeliveryError):
-    """The consumer answered with a SOAP fault: it understood the message and refused it."""
+    """The consumer answered a SOAP fault that blames the message (Sender/Client, MustUnderstand,
+    VersionMismatch): sending the same message again cannot help."""
 
     retryable = False
 

@@ -4,9 +4,11 @@ Why urllib3 and not httpx: httpx's sync client spent about three times urllib3's
 pool lock was the most contended lock in the delivering process (docs/performance.md).
 
 Error translation, one exception per meaning: timeouts -> DeliveryTimeout; connect/network/TLS errors ->
-ConsumerUnreachable; 5xx, 408, 429 -> ConsumerUnavailable (with Retry-After); a SOAP fault body ->
-ConsumerFault; other 4xx -> ConsumerRejected; a 3xx is a rejection too, because following redirects would
-let a consumer point the broker at an address the outbound policy never checked.
+ConsumerUnreachable; 5xx, 408, 429 -> ConsumerUnavailable (with Retry-After); other 4xx ->
+ConsumerRejected; a 3xx is a rejection too, because following redirects would let a consumer point the
+broker at an address the outbound policy never checked. A SOAP fault is judged by its code, whatever the
+status: Receiver (SOAP 1.2) or Server (SOAP 1.1) means "try again later" -> ConsumerBusy; Sender/Client,
+VersionMismatch and MustUnderstand blame the message -> ConsumerFault (final).
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from hiem import ns, xmlsafe
 from hiem.config import DeliverySettings
 from hiem.delivery.base import DeliveryOutcome, DeliveryRequest
 from hiem.errors import (
+    ConsumerBusy,
     ConsumerFault,
     ConsumerRejected,
     ConsumerUnavailable,
     ConsumerUnreachable,
     DeliveryTimeout,
+    XmlRejected,
 )
 
 _RETRYABLE_STATUS = {408, 429}
@@ -99,14 +104,12 @@ class SoapHttpChannel:
             return DeliveryOutcome(status_code=status, elapsed_seconds=elapsed)
         content = response.data or b""
         snippet = content[:200].decode("utf-8", "replace")
-        is_fault = b"Fault" in content[:4096] and b"Envelope" in content[:512]
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        fault = soap_fault_code(content)
+        if fault is not None:
+            raise _fault_error(fault, status, retry_after)
         if status >= 500 or status in _RETRYABLE_STATUS:
-            if status == 500 and is_fault:
-                raise ConsumerFault(f"HTTP 500 SOAP fault: {snippet}", status_code=status)
-            raise ConsumerUnavailable(f"HTTP {status}", status_code=status,
-                                      retry_after=_retry_after(response.headers.get("Retry-After")))
-        if is_fault:
-            raise ConsumerFault(f"HTTP {status} SOAP fault: {snippet}", status_code=status)
+            raise ConsumerUnavailable(f"HTTP {status}", status_code=status, retry_after=retry_after)
         raise ConsumerRejected(f"HTTP {status}: {snippet}", status_code=status)
 
     def _route(self, request: DeliveryRequest) -> tuple[urllib3.HTTPConnectionPool, str, dict[str, str]]:
@@ -133,6 +136,54 @@ class SoapHttpChannel:
 
     def close(self) -> None:
         self._pools.clear()
+
+
+#: the answers a broker reads, not documents it keeps: small limits
+_FAULT_LIMITS = xmlsafe.XmlLimits(max_bytes=65_536, max_depth=32, max_elements=500)
+_RETRY_LATER = {"Receiver", "Server"}
+MUST_UNDERSTAND_REASON = (
+    "the consumer does not process WS-Security: it answered a MustUnderstand fault, and HIEM requires every "
+    "Notify to carry a signed wsse:Security header marked mustUnderstand. The consumer must support "
+    "WS-Security (or subscribe through a channel that does not need it); then redeliver")
+
+
+def soap_fault_code(content: bytes) -> tuple[str, str] | None:
+    """(local name of the SOAP fault code, reason text) when ``content`` is a SOAP 1.1/1.2 Fault envelope.
+
+    SOAP 1.2 puts the code in ``Fault/Code/Value`` (a QName); SOAP 1.1 in ``faultcode``, where dotted
+    refinements such as ``Server.Busy`` keep the meaning of their first part.
+    """
+    if b"Fault" not in content[:8192]:
+        return None
+    try:
+        envelope = xmlsafe.parse(content, _FAULT_LIMITS)
+    except XmlRejected:
+        return None
+    if envelope.tag == ns.qname(ns.SOAP12, "Envelope"):
+        fault = envelope.find(f"{{{ns.SOAP12}}}Body/{{{ns.SOAP12}}}Fault")
+        code = fault.findtext(f"{{{ns.SOAP12}}}Code/{{{ns.SOAP12}}}Value") if fault is not None else None
+        reason = fault.findtext(f"{{{ns.SOAP12}}}Reason/{{{ns.SOAP12}}}Text") if fault is not None else None
+    elif envelope.tag == ns.qname(ns.SOAP11, "Envelope"):
+        fault = envelope.find(f"{{{ns.SOAP11}}}Body/{{{ns.SOAP11}}}Fault")
+        code = fault.findtext("faultcode") if fault is not None else None
+        reason = fault.findtext("faultstring") if fault is not None else None
+    else:
+        return None
+    if fault is None:
+        return None
+    local = (code or "").strip().rpartition(":")[2].split(".", 1)[0]
+    return local, " ".join((reason or "").split())[:200]
+
+
+def _fault_error(fault: tuple[str, str], status: int, retry_after: float | None) -> ConsumerBusy | ConsumerFault:
+    code, reason = fault
+    if code in _RETRY_LATER:
+        return ConsumerBusy(f"HTTP {status} SOAP {code} fault (retried): {reason}", status_code=status,
+                            retry_after=retry_after)
+    if code == "MustUnderstand":
+        return ConsumerFault(f"HTTP {status}: {MUST_UNDERSTAND_REASON}. The consumer said: {reason}",
+                             status_code=status)
+    return ConsumerFault(f"HTTP {status} SOAP {code or 'unknown'} fault: {reason}", status_code=status)
 
 
 def _retry_after(value: str | None) -> float | None:
