@@ -7,6 +7,7 @@
     python -m bench --profile    # adds py-spy profiles of the delivering process during a 10k fan-out
     python -m bench --only baselines,matching --modes distributed
     python -m bench --only baselines,subscribe   # Subscribe against (b) alone, both modes
+    python -m bench --only baselines,durability  # embedded SQLite synchronous=FULL against NORMAL
 
 What each figure means and how it is measured: docs/performance.md.
 """
@@ -28,7 +29,8 @@ from typing import Any
 
 from bench import harness, matching, micro, report, suite
 
-SECTIONS = ("baselines", "signing", "modes", "subscribe", "default_limit", "matching", "options", "profile")
+SECTIONS = ("baselines", "signing", "modes", "subscribe", "durability", "default_limit", "matching", "options",
+            "profile")
 #: sections a plain run leaves out: "profile" is slow, "subscribe" repeats what "modes" measures
 _ON_REQUEST = {"profile", "subscribe"}
 
@@ -87,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = {"postgresql": harness.postgres_available(), "redis": harness.redis_available()}
         results["meta"]["services"] = {k: v or "ok" for k, v in missing.items()}
         distributed_ok = not missing["postgresql"] and not missing["redis"]
-        for key in ("baselines", "signing", "subscribe", "fanout", "publisher_latency", "memory", "matching",
-                    "options", "fanout_default_limit", "profile", "errors"):
+        for key in ("baselines", "signing", "subscribe", "durability", "fanout", "publisher_latency", "memory",
+                    "matching", "options", "fanout_default_limit", "profile", "errors"):
             results.setdefault(key, {})
 
         def section(name: str, key: str, fn, *fn_args):  # type: ignore[no-untyped-def]
@@ -131,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                                                    f"options.{mode}", suite.options, mode)
             if "profile" in wanted:
                 results["profile"][mode] = section(f"{mode}: profile", f"profile.{mode}", suite.profile, mode)
+        if "durability" in wanted:
+            results["durability"] = section("embedded: durable commits (synchronous FULL vs NORMAL)",
+                                            "durability", suite.durability) or {}
         if "matching" in wanted:
             if not missing["postgresql"]:
                 results["matching"]["postgresql"] = section("matching (PostgreSQL)", "matching.postgresql",

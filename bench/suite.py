@@ -354,6 +354,30 @@ def wrk_subscribe(broker: harness.Broker, consumer_url: str, seconds: float, tmp
             "p99_ms": round(p99 / 1000, 2)}
 
 
+def durability(ctx: Context) -> dict[str, Any]:
+    """The cost of durable commits in embedded mode: SQLite synchronous=FULL (the default) against NORMAL,
+    each on a broker of its own, one after the other in this run: Subscribe throughput (as a ratio to the
+    same run's (b)) and the Notify answer with FEVER's subscribers."""
+    found: dict[str, Any] = {}
+    for sync in ("NORMAL", "FULL"):
+        with deployment(ctx, "embedded", f"sync-{sync.lower()}", HIEM_SQLITE_SYNCHRONOUS=sync,
+                        **FANOUT_ENV) as (broker, consumer_url, _table):
+            subscribe = subscribe_throughput(ctx, broker, consumer_url)
+            ensure_subscribers(broker, consumer_url, FEVER, 0, ctx.plan.latency_small, ctx.plan.latency_small)
+            notify = latency(broker, FEVER, ctx.plan.latency_samples)
+        found[sync] = {"subscribe": subscribe, "notify": notify}
+        ctx.log(f"  synchronous={sync}: Subscribe {subscribe['per_second']:,.0f}/s (ratio to (b) "
+                f"{subscribe['ratio_b']}), Notify answer p50/p99 {notify['p50_ms']}/{notify['p99_ms']} ms")
+    full, normal = found["FULL"], found["NORMAL"]
+    found["full_vs_normal"] = {
+        "subscribe_throughput": ratio(full["subscribe"]["per_second"], normal["subscribe"]["per_second"]),
+        "notify_p50": ratio(full["notify"]["p50_ms"], normal["notify"]["p50_ms"]),
+        "notify_p99": ratio(full["notify"]["p99_ms"], normal["notify"]["p99_ms"]),
+    }
+    ctx.log(f"  FULL vs NORMAL: {found['full_vs_normal']}")
+    return found
+
+
 def subscribe_only(ctx: Context, mode: str) -> dict[str, Any]:
     """Subscribe throughput alone, on a broker of its own (``--only baselines,subscribe``)."""
     with deployment(ctx, mode, "subscribe", **FANOUT_ENV) as (broker, consumer_url, _table):

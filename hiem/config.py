@@ -10,6 +10,9 @@ HIEM_DATABASE_URL               sqlite:///hiem.db                SQLAlchemy URL 
 HIEM_BROKER_URL                 (empty: embedded)                Celery broker; empty = in-process worker
 HIEM_DB_POOL                    5                                PostgreSQL connections per process (+ as many
                                                                  overflow); mind max_connections
+HIEM_SQLITE_SYNCHRONOUS         FULL                             SQLite only: FULL (or EXTRA) makes each commit,
+                                                                 hence each 202, survive a power cut; NORMAL
+                                                                 is faster and may lose the last ones
 HIEM_QUEUE                      hiem                             Celery queue name (one per deployment)
 HIEM_PUBLIC_URL                 (empty: from the request)        base URL written into EPRs we hand out
 HIEM_TOPICS_DIR                 ./topics                         TopicNamespace documents loaded at start
@@ -180,6 +183,7 @@ class Settings:
     broker_url: str = ""
     queue: str = "hiem"
     db_pool: int = 5
+    sqlite_synchronous: str = "FULL"
     public_url: str = ""
     topics_dir: str = "topics"
     default_lease: str = ""
@@ -306,6 +310,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         broker_url=_read(env, "HIEM_BROKER_URL", str, ""),
         queue=_read(env, "HIEM_QUEUE", str, "hiem"),
         db_pool=max(1, _read(env, "HIEM_DB_POOL", int, 5)),
+        sqlite_synchronous=_read(env, "HIEM_SQLITE_SYNCHRONOUS", str, "FULL").upper(),
         public_url=_read(env, "HIEM_PUBLIC_URL", str, "").rstrip("/"),
         topics_dir=_read(env, "HIEM_TOPICS_DIR", str, "topics"),
         default_lease=_read(env, "HIEM_DEFAULT_LEASE", str, ""),

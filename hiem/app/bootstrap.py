@@ -19,7 +19,7 @@ BUNDLED_TOPICS = Path(__file__).resolve().parent.parent / "data" / "topics"
 
 
 def open_database(settings: Settings, migrate: bool = True) -> Database:
-    database = Database(settings.database_url, settings.db_pool)
+    database = Database(settings.database_url, settings.db_pool, settings.sqlite_synchronous)
     if migrate:
         upgrade(database)
     return database

@@ -21,7 +21,8 @@ from hiem.wsn.context import Dispatcher, ServiceContext
 
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     """The process's resources. ``migrate``: bring the schema up to date first (the web process does)."""
-    database = open_database(settings) if migrate else Database(settings.database_url, settings.db_pool)
+    database = open_database(settings) if migrate else Database(settings.database_url, settings.db_pool,
+                                                                           settings.sqlite_synchronous)
     return Runtime(settings=settings, db=database, audit=AuditTrail(settings))
 
 

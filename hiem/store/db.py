@@ -31,7 +31,13 @@ def as_utc(value: datetime | None) -> datetime | None:
 SQLITE_CACHE_KIB = -1024
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
+#: SQLite's synchronous settings hiem accepts. FULL (the default) makes every commit durable in WAL mode:
+#: the publisher's 202 means "recorded", and a power cut must not take it back. NORMAL can lose the last
+#: commits to an OS crash or power loss (never to a process crash).
+SQLITE_SYNCHRONOUS = ("FULL", "EXTRA", "NORMAL")
+
+
+def make_engine(url: str, pool_size: int = 5, sqlite_synchronous: str = "FULL") -> Engine:
     if url.startswith("sqlite"):
         if sqlite3.sqlite_version_info < (3, 35):
             raise ConfigError(f"SQLite {sqlite3.sqlite_version} is too old: hiem needs 3.35 or later "
@@ -47,7 +53,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             dbapi_connection.isolation_level = None  # let us emit BEGIN ourselves
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA cache_size={SQLITE_CACHE_KIB}")
             cursor.close()
@@ -68,9 +74,11 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 class Database:
     """An engine plus a session factory; ``session()`` is a transaction that commits or rolls back."""
 
-    def __init__(self, url: str, pool_size: int = 5) -> None:
+    def __init__(self, url: str, pool_size: int = 5, sqlite_synchronous: str = "FULL") -> None:
+        if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise ConfigError(f"SQLite synchronous={sqlite_synchronous!r}: use one of {', '.join(SQLITE_SYNCHRONOUS)}")
         self.url = url
-        self.engine = make_engine(url, pool_size)
+        self.engine = make_engine(url, pool_size, sqlite_synchronous)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time, and a writer that finds the database locked sleeps in its busy
         # handler (up to 100 ms per try) with no queue: writers take turns on this process's queue instead,
