@@ -60,6 +60,12 @@ HIEM_PULL_MAX_AGE               P7D                              how long a pull
 HIEM_ENDPOINT_CHECK             0                                1 = test Notify to the consumer before a
                                                                  subscription becomes active
 HIEM_MIN_HEARTBEAT              10                               shortest heartbeat interval granted, seconds
+HIEM_RETAIN_DELIVERED           P7D                              delivered (and cancelled) deliveries kept
+HIEM_RETAIN_DEAD                P30D                             dead deliveries kept (the redelivery queue)
+HIEM_RETAIN_NOTIFICATIONS       P7D                              a notification's body kept at least this
+                                                                 long, and while any delivery still needs it
+HIEM_PURGE_INTERVAL             60                               seconds between purges (by the sweeper)
+HIEM_PURGE_BATCH                1000                             rows deleted per transaction
 HIEM_OPS_SECRET                 (empty)                          HMAC key signing console sessions; set the
                                                                  same value on every web process
 HIEM_OPS_SECRET_FILE            hiem-ops.secret                  used when HIEM_OPS_SECRET is empty: read,
@@ -82,8 +88,10 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TypeVar
 
+from hiem.durations import parse_duration
 from hiem.errors import ConfigError
 from hiem.xmlsafe import XmlLimits
 
@@ -165,6 +173,17 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long finished rows are kept; the sweeper deletes older ones in small batches."""
+
+    delivered: timedelta = timedelta(days=7)
+    dead: timedelta = timedelta(days=30)
+    notifications: timedelta = timedelta(days=7)
+    interval: float = 60.0
+    batch: int = 1000
+
+
+@dataclass(frozen=True)
 class ConsoleSettings:
     """The operators' console and /metrics (``HIEM_OPS_*``, ``HIEM_METRICS_TOKEN``)."""
 
@@ -200,6 +219,7 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def embedded(self) -> bool:
@@ -230,6 +250,17 @@ def _read(env: Mapping[str, str], name: str, cast: Callable[[str], T], default: 
         raise ConfigError(f"{name}={raw!r} is not a valid {cast.__name__.lstrip('_')}") from None
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _duration(env: Mapping[str, str], name: str, default: str) -> timedelta:
+    text = _read(env, name, str, default).strip()
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not an xs:duration (e.g. P7D, PT12H)") from None
+    if value <= timedelta(0):
+        raise ConfigError(f"{name}={text!r} must be positive")
     return value
 
 
@@ -325,6 +356,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audit=audit,
         tls=tls,
         security=security,
+        retention=RetentionSettings(
+            delivered=_duration(env, "HIEM_RETAIN_DELIVERED", "P7D"),
+            dead=_duration(env, "HIEM_RETAIN_DEAD", "P30D"),
+            notifications=_duration(env, "HIEM_RETAIN_NOTIFICATIONS", "P7D"),
+            interval=max(1.0, _read(env, "HIEM_PURGE_INTERVAL", float, 60.0)),
+            batch=max(1, _read(env, "HIEM_PURGE_BATCH", int, 1000)),
+        ),
         console=ConsoleSettings(
             secret=_read(env, "HIEM_OPS_SECRET", str, ""),
             secret_file=_read(env, "HIEM_OPS_SECRET_FILE", str, ""),

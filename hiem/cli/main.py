@@ -128,6 +128,8 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
+    db.add_parser("stats", help="rows and the oldest row of each growing table; what retention purged") \
+        .set_defaults(func=_db_stats)
     from hiem.cli.ops import register as register_ops_commands  # `operators`, `status` (hiem.ops)
 
     register_ops_commands(sub)
@@ -398,6 +400,27 @@ def _dev_assertion(args: argparse.Namespace, settings: Settings) -> int:
 # Put it in a wsse:Security header of your request; to sign the whole message too, use
 # hiem.security.wrap_with_assertion(envelope, assertion, EnvelopeSigner(key, cert)) in Python.
 # In production, configure the real IdPs' certificates with HIEM_IDP_CERTS instead.""", file=sys.stderr)
+    return 0
+
+
+def _db_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from hiem.app.bootstrap import open_database
+    from hiem.store import retention
+
+    with open_database(settings).session() as session:
+        tables = retention.table_stats(session)
+        deliveries = retention.purged_deliveries(session)
+        notifications = retention.purged_notifications(session)
+        nonces = retention.totals(session).get("security_nonces", (0, None))[0]
+    print(f"{'table':18}  {'rows':>12}  oldest row (UTC)")
+    for table in tables:
+        oldest = f"{table.oldest:%Y-%m-%d %H:%M:%S}" if table.oldest else "-"
+        print(f"{table.table:18}  {table.rows:>12,}  {oldest}")
+    window = settings.retention
+    print(f"retention: delivered {window.delivered}, dead {window.dead}, notifications {window.notifications}; "
+          f"purged so far: deliveries {sum(deliveries.values()):,} "
+          f"({', '.join(f'{k} {v:,}' for k, v in sorted(deliveries.items())) or 'none'}), "
+          f"notifications {sum(notifications.values()):,}, security nonces {nonces:,}")
     return 0
 
 

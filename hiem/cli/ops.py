@@ -126,6 +126,8 @@ def status_lines(snap: Snapshot, queue: QueueStatus) -> Iterator[str]:
     yield row("parked", f"{snap.parked} consumer(s)")
     yield row("audit backlog", f"{snap.audit_backlog} record(s) not shipped")
     yield row("subscriptions", "  ".join(f"{k} {v}" for k, v in snap.subscriptions.items()))
+    last = f" (last purge {snap.last_purge_at:%Y-%m-%d %H:%M:%S} UTC)" if snap.last_purge_at else " (no purge yet)"
+    yield row("purged", "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in snap.purged.items()) + last)
 
 
 def cli_user() -> str:

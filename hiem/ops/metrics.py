@@ -9,9 +9,12 @@ Families (``hiem_`` prefix):
 ====================================== ================ =====================================================
 name                                   type             meaning
 ====================================== ================ =====================================================
-notifications_received_total{topic}    counter          notifications accepted, by topic (rows never deleted)
+notifications_received_total{topic}    counter          notifications accepted, by topic (rows kept + purged)
 deliveries{state}                      gauge            delivery rows in each state now
-deliveries_completed_total{outcome}    counter          deliveries that ended delivered / cancelled (final)
+deliveries_completed_total{outcome}    counter          deliveries that ended delivered / cancelled (final;
+                                                        rows kept + purged)
+purged_rows_total{kind}                counter          rows the retention purge deleted (deliveries,
+                                                        notifications, security nonces)
 dead_letters                           gauge            dead deliveries awaiting redelivery
 delivery_latency_seconds               gauge histogram  received → delivered, deliveries finished in the
                                                         last hour (a window, so buckets can go down)
@@ -42,6 +45,7 @@ from hiem.audit import records as audit_records
 from hiem.clock import utcnow
 from hiem.ops import stats
 from hiem.ops.queue import QueueMonitor
+from hiem.store import retention
 from hiem.store.db import Database
 from hiem.store.models import DeliveryState, Notification, TopicNamespaceRow, TopicRow
 
@@ -86,13 +90,18 @@ class HiemCollector(Collector):
     def _from_database(self) -> Iterator[Metric]:
         now = utcnow()
         with self.db.session() as session:
-            counts = (select(Notification.topic_id, func.count().label("n"))
-                      .group_by(Notification.topic_id).subquery())
-            received = session.execute(
-                select(TopicNamespaceRow.uri, TopicRow.path, counts.c.n)
-                .join(TopicRow, TopicRow.id == counts.c.topic_id)
-                .join(TopicNamespaceRow, TopicNamespaceRow.id == TopicRow.namespace_id)).all()
+            kept = dict(session.execute(select(Notification.topic_id, func.count())
+                                        .group_by(Notification.topic_id)).all())
+            purged_notifications = retention.purged_notifications(session)
+            names = {row.id: (row.uri, row.path) for row in session.execute(
+                select(TopicRow.id, TopicNamespaceRow.uri, TopicRow.path)
+                .join(TopicNamespaceRow, TopicNamespaceRow.id == TopicRow.namespace_id)
+                .where(TopicRow.id.in_(set(kept) | set(purged_notifications))))}
+            received = [(*names[topic], kept.get(topic, 0) + purged_notifications.get(topic, 0))
+                        for topic in sorted(names)]
             by_state = stats.deliveries_by_state(session)
+            purged_deliveries = retention.purged_deliveries(session)
+            purged_totals = retention.totals(session)
             recent = stats.recent_deliveries(session, now)
             subscriptions = stats.subscriptions_by_status(session)
             parked = stats.parked_consumers(session, now)
@@ -107,7 +116,12 @@ class HiemCollector(Collector):
         completed = CounterMetricFamily("hiem_deliveries_completed",
                                         "Deliveries that reached a final state (delivered or cancelled)",
                                         labels=["outcome"])
-        yield self._labelled(completed, ((o, by_state[o]) for o in FINAL_OUTCOMES))
+        yield self._labelled(completed, ((o, by_state[o] + purged_deliveries.get(o, 0)) for o in FINAL_OUTCOMES))
+        purged = CounterMetricFamily("hiem_purged_rows", "Rows deleted by the retention purge", labels=["kind"])
+        by_kind = {"deliveries": sum(purged_deliveries.values()),
+                   "notifications": sum(purged_notifications.values()),
+                   "security_nonces": purged_totals.get("security_nonces", (0, None))[0]}
+        yield self._labelled(purged, by_kind.items())
         yield GaugeMetricFamily("hiem_dead_letters", "Dead deliveries awaiting redelivery",
                                 value=by_state[DeliveryState.DEAD.value])
         yield GaugeHistogramMetricFamily(

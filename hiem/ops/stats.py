@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from hiem.audit import records as audit_records
 from hiem.clock import utcnow
+from hiem.store import retention
 from hiem.store.db import as_utc
 from hiem.store.models import Consumer, Delivery, DeliveryState, Notification, Subscription
 
@@ -126,6 +127,9 @@ class Snapshot:
     subscriptions: dict[str, int]
     parked: int
     audit_backlog: int
+    #: rows the retention purge deleted so far (deliveries, notifications, security nonces), and its last run
+    purged: dict[str, int] = field(default_factory=dict)
+    last_purge_at: datetime | None = None
 
     @property
     def dead_letters(self) -> int:
@@ -141,6 +145,8 @@ class Snapshot:
             "latency_seconds": {"p50": self.recent.p50, "p95": self.recent.p95,
                                 "samples": len(self.recent.latencies), "window_seconds": LATENCY_WINDOW_SECONDS},
             "dead_letters": self.dead_letters,
+            "purged_rows": self.purged,
+            "last_purge_at": self.last_purge_at.isoformat().replace("+00:00", "Z") if self.last_purge_at else None,
             "parked_consumers": self.parked,
             "audit_backlog": self.audit_backlog,
             "subscriptions_by_status": self.subscriptions,
@@ -149,6 +155,12 @@ class Snapshot:
 
 def snapshot(session: Session, now: datetime | None = None) -> Snapshot:
     now = now or utcnow()
+    totals = retention.totals(session)
+    purged = {"deliveries": sum(retention.purged_deliveries(session).values()),
+              "notifications": sum(retention.purged_notifications(session).values()),
+              "security_nonces": totals.get("security_nonces", (0, None))[0]}
+    last = max((when for _, when in totals.values() if when is not None), default=None)
     return Snapshot(at=now, accepted=accepted_per_minute(session, now), deliveries=deliveries_by_state(session),
                     recent=recent_deliveries(session, now), subscriptions=subscriptions_by_status(session),
-                    parked=parked_consumers(session, now), audit_backlog=audit_records.backlog(session))
+                    parked=parked_consumers(session, now), audit_backlog=audit_records.backlog(session),
+                    purged=purged, last_purge_at=as_utc(last))

@@ -144,6 +144,7 @@ class Delivery(Base):
         UniqueConstraint("notification_id", "subscription_id", name="uq_deliveries_pair"),
         Index("ix_deliveries_state_due", "state", "next_attempt_at"),
         Index("ix_deliveries_subscription", "subscription_id", "notification_id"),
+        Index("ix_deliveries_state_updated", "state", "updated_at"),
         UniqueConstraint("subscription_id", "sequence", name="uq_deliveries_sequence"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -223,6 +224,15 @@ class NonceEntry(Base):
     __table_args__ = (Index("ix_security_nonces_expires", "expires_at"),)
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PurgeTotal(Base):
+    """Rows the retention purge deleted so far, per kind (hiem.store.retention.KINDS)."""
+
+    __tablename__ = "purge_totals"
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_purge_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuthorizationRule(Base):

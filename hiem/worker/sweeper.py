@@ -3,7 +3,10 @@
 * fan-outs recorded but never finished (crash between commit and enqueue, lost broker message),
 * deliveries pending too long, in flight past their lease (worker died), or retrying and due,
 * held deliveries of a resumed subscription whose in-order drain was lost (its task failed, or was
-  never enqueued after the resume committed).
+  never enqueued after the resume committed);
+
+and every ``HIEM_PURGE_INTERVAL`` it deletes what the retention windows no longer keep
+(:mod:`hiem.store.retention`).
 
 It runs as a thread in every worker process (and in ``hiem serve`` in embedded mode). Several sweepers
 are safe together: PostgreSQL rows are taken with SKIP LOCKED and every task claims its row conditionally.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,12 +28,12 @@ from hiem.audit.codes import EventOutcomeIndicator
 from hiem.audit.trail import Caller
 from hiem.clock import utcnow
 from hiem.delivery.policy import AddressNotAllowed, resolve_checked
+from hiem.durations import parse_duration
 from hiem.errors import DeliveryError
 from hiem.store import deliveries as store
-from hiem.store import pullpoints, subscriptions
+from hiem.store import pullpoints, retention, subscriptions
 from hiem.worker.runtime import runtime
 from hiem.wsn import endpoint_checks
-from hiem.wsn.leases import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,18 @@ def sweep_once() -> tuple[int, int]:
     return len(fanouts), len(due)
 
 
+def purge_once() -> retention.Purged:
+    """Delete what the retention windows no longer keep, in batches; logs what went."""
+    rt = runtime()
+    window = rt.settings.retention
+    purged = retention.purge(rt.db, retention.RetentionWindows(window.delivered, window.dead, window.notifications),
+                             utcnow(), window.batch)
+    if purged.total:
+        log.info("retention purge deleted %s", ", ".join(f"{n} {kind.replace('_', ' ')}"
+                                                         for kind, n in purged.counts.items() if n))
+    return purged
+
+
 def _send_heartbeat(subscription_id: str, manager: str, address: str, parameters: bytes, dialect: str,
                     soap_version: str) -> None:
     rt = runtime()
@@ -107,9 +123,13 @@ class Sweeper(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        last_purge = 0.0
         while not self._stop_event.wait(self.interval):
             try:
                 sweep_once()
+                if time.monotonic() - last_purge >= runtime().settings.retention.interval:
+                    last_purge = time.monotonic()
+                    purge_once()
             except SQLAlchemyError as exc:
                 log.warning("sweeper: database unavailable: %s", exc)
             except Exception:

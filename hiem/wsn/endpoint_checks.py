@@ -60,8 +60,8 @@ def send_once(request: DeliveryRequest, settings: DeliverySettings) -> None:
 
 def heartbeat_interval(body: etree._Element, minimum: float) -> float | None:
     """The interval a Subscribe asks for with ``hiem:Heartbeat interval="xs:duration"`` (None: none asked)."""
+    from hiem.durations import parse_duration
     from hiem.wsn import faults
-    from hiem.wsn.leases import parse_duration
 
     element = body.find(HEARTBEAT)
     if element is None:

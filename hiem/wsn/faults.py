@@ -168,10 +168,30 @@ class UnacceptableTerminationTimeFault(_TimeRangeFault):
 
 InvalidResourcePropertyQNameFault = _fault("InvalidResourcePropertyQNameFault", "unknown resource property",
                                            namespace=ns.WSRF_RP)
-#: hiem's own extension (namespace ``urn:hiem:broker:1``): a replay asked for sequence numbers that are
-#: no longer retained.
-SequenceOutOfRangeFault = _fault("SequenceOutOfRangeFault", "sequence number outside the retention window",
-                                 namespace=ns.HIEM)
+#: the WS-BaseFaults ErrorCode dialect under which SequenceOutOfRangeFault gives the oldest retained number
+OLDEST_RETAINED_DIALECT = "urn:hiem:broker:1:oldest-retained-sequence"
+
+
+class SequenceOutOfRangeFault(WsnFault):
+    """hiem's own (namespace ``urn:hiem:broker:1``): a replay asked for sequence numbers that are no longer
+    retained. The oldest number still available travels in ``wsrf-bf:ErrorCode`` (dialect
+    :data:`OLDEST_RETAINED_DIALECT`), where BaseFaultType keeps machine-readable codes."""
+
+    namespace = ns.HIEM
+    local_name = "SequenceOutOfRangeFault"
+    default_reason = "sequence number outside the retention window"
+
+    def __init__(self, reason: str | None = None, *, oldest: int | None = None) -> None:
+        super().__init__(reason)
+        self.oldest = oldest
+
+    def detail(self, now: datetime | None = None) -> etree._Element:
+        element = super().detail(now)
+        if self.oldest is not None:
+            code = etree.Element(ns.qname(ns.WSRF_BF, "ErrorCode"), dialect=OLDEST_RETAINED_DIALECT)
+            code.text = str(self.oldest)
+            element.find(ns.qname(ns.WSRF_BF, "Timestamp")).addnext(code)  # BaseFaultType's order
+        return element
 
 ALL_FAULTS: tuple[type[WsnFault], ...] = tuple(
     cls for cls in list(globals().values())

@@ -141,7 +141,7 @@ def replay(ctx: ServiceContext, request: SoapRequest) -> SoapReply:
         manager, dialect = row.manager_address, row.dialect
     if oldest is not None and after + 1 < oldest:
         raise faults.SequenceOutOfRangeFault(
-            f"sequence {after + 1} is no longer retained; the oldest retained is {oldest}")
+            f"sequence {after + 1} is no longer retained; the oldest retained is {oldest}", oldest=oldest)
     return SoapReply(messages.ACTION_REPLAY_RESPONSE, replay_response(target, manager, dialect, found))
 
 

@@ -207,3 +207,10 @@ def test_the_validation_is_not_vacuous():
     time_range = make(faults.UnacceptableTerminationTimeFault).detail(now=NOW)
     time_range.find(f"{{{ns.WSNT}}}MinimumTime").text = "tomorrow"
     assert contract.validate_wsn(time_range)
+
+
+def test_sequence_out_of_range_names_the_oldest_retained_number_in_a_valid_detail():
+    element = faults.SequenceOutOfRangeFault("gone", oldest=17).detail(now=NOW)
+    assert contract.validate_wsn(element) == []
+    code = element.find(f"{{{ns.WSRF_BF}}}ErrorCode")
+    assert (code.get("dialect"), code.text) == (faults.OLDEST_RETAINED_DIALECT, "17")
