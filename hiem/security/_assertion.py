@@ -144,6 +144,7 @@ class AssertionCheck:
             home_community_id=next((_plain(values[n]) for n in HOME_COMMUNITY_IDS if n in values), None),
             role=_coded(values.get(ROLE)),
             purpose_of_use=_coded(values.get(PURPOSE_OF_USE)),
+            one_time_use=signed.find(f"{q(SAML2, 'Conditions')}/{q(SAML2, 'OneTimeUse')}") is not None,
         )
 
     @staticmethod

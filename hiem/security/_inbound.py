@@ -45,6 +45,8 @@ class VerifiedAssertion:
     home_community_id: str | None = None
     role: str | None = None
     purpose_of_use: str | None = None
+    #: carries ``<saml2:OneTimeUse>`` (SAML 2.0 core §2.5.1.5): one message only
+    one_time_use: bool = False
 
 
 @dataclass

@@ -85,29 +85,32 @@ def mint_assertion(*, key_pem: bytes, cert_pem: bytes, issuer: str, subject_id: 
                    organization_id: str, home_community_id: str, role_code: str = "224608005",
                    purpose_of_use: str = "OPERATIONS", audience: str | None = None, lifetime_seconds: float = 300,
                    not_before: datetime | None = None, assertion_id: str | None = None,
-                   subject_confirmation_cert_pem: bytes | None = None, subject_name: str | None = None) -> bytes:
+                   subject_confirmation_cert_pem: bytes | None = None, subject_name: str | None = None,
+                   one_time_use: bool = False) -> bytes:
     """Issue a signed NHIN-style saml2:Assertion (see the module docstring); returns its bytes."""
     minter = AssertionMinter(
         key_pem=key_pem, cert_pem=cert_pem, issuer=issuer, subject_id=subject_id, organization=organization,
         organization_id=organization_id, home_community_id=home_community_id, role_code=role_code,
         purpose_of_use=purpose_of_use, audience=audience, lifetime_seconds=lifetime_seconds,
-        subject_confirmation_cert_pem=subject_confirmation_cert_pem, subject_name=subject_name)
+        subject_confirmation_cert_pem=subject_confirmation_cert_pem, subject_name=subject_name,
+        one_time_use=one_time_use)
     return etree.tostring(minter.mint(not_before=not_before, assertion_id=assertion_id))
 
 
 class AssertionMinter:
     """Issues assertions about one subject that differ only in their ID and times.
 
-    Why a class: the broker signs every Notify with a fresh assertion (receivers accept each assertion ID
-    once), and everything but the ID and the instants is the same every time. The fixed content is built,
-    and the key and certificate are loaded, once; each :meth:`mint` copies the template and signs it.
+    Why a class: the broker mints its system assertion again every validity window, and everything but the
+    ID and the instants is the same every time. The fixed content is built, and the key and certificate
+    are loaded, once; each :meth:`mint` copies the template and signs it.
     Safe to share between threads (nothing is mutated after ``__init__``).
     """
 
     def __init__(self, *, key_pem: bytes, cert_pem: bytes, issuer: str, subject_id: str, organization: str,
                  organization_id: str, home_community_id: str, role_code: str = "224608005",
                  purpose_of_use: str = "OPERATIONS", audience: str | None = None, lifetime_seconds: float = 300,
-                 subject_confirmation_cert_pem: bytes | None = None, subject_name: str | None = None) -> None:
+                 subject_confirmation_cert_pem: bytes | None = None, subject_name: str | None = None,
+                 one_time_use: bool = False) -> None:
         self._key = XmlSigningKey.from_pem(key_pem, cert_pem)
         self._lifetime = timedelta(seconds=lifetime_seconds)
         assertion = _element(None, "Assertion", {"ID": "", "Version": "2.0", "IssueInstant": ""})
@@ -126,6 +129,8 @@ class AssertionMinter:
         conditions = _element(assertion, "Conditions", {"NotBefore": "", "NotOnOrAfter": ""})
         if audience is not None:
             _element(_element(conditions, "AudienceRestriction"), "Audience").text = audience
+        if one_time_use:
+            _element(conditions, "OneTimeUse")
         authn = _element(assertion, "AuthnStatement", {"AuthnInstant": ""})
         _element(_element(authn, "AuthnContext"), "AuthnContextClassRef").text = (
             "urn:oasis:names:tc:SAML:2.0:ac:classes:X509")

@@ -9,7 +9,10 @@ a generated local identity (``hiem dev assertion`` mints assertions with it), ne
 
 from __future__ import annotations
 
+import copy
+import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lxml import etree
@@ -79,12 +82,17 @@ def make_verifier(settings: Settings, nonces: NonceCache) -> EnvelopeVerifier:
 
 
 class BrokerSigner:
-    """Signs each outgoing envelope with the broker's key and a freshly minted system assertion
-    (HIEM v2.0 §3.1.1: a system user, role code of the NHIN administrative/IT role).
+    """Signs each outgoing envelope with the broker's key and its system assertion (HIEM v2.0 §3.1.1: a
+    system user, role code of the NHIN administrative/IT role).
 
-    The key, the certificate and the assertion's fixed content are prepared once; per message only the
-    assertion's ID and times change (receivers accept each assertion ID once). Shared by sender threads.
+    The assertion is holder-of-key on the broker's own certificate, without ``<OneTimeUse>``, so it may
+    ride on many messages while valid (SAML 2.0 core §2.5.1.5): it is minted once per validity window and
+    minted again once less than a fifth of its lifetime is left. Each message still gets its own
+    Timestamp, MessageID and signature. Shared by sender threads.
     """
+
+    #: mint again when less than this share of the assertion's lifetime remains
+    RENEW_AT = 0.2
 
     def __init__(self, settings: Settings, identity: BrokerIdentity) -> None:
         self.settings = settings
@@ -99,6 +107,17 @@ class BrokerSigner:
             subject_confirmation_cert_pem=identity.cert_pem,
         )
         self._signer = EnvelopeSigner(identity.key_pem, identity.cert_pem)
+        self._lifetime = timedelta(seconds=BROKER_ASSERTION_LIFETIME)
+        self._lock = threading.Lock()
+        self._current: tuple[etree._Element, datetime] | None = None
+
+    def assertion(self, now: datetime | None = None) -> etree._Element:
+        """The assertion for a message sent ``now``: the current one, or a new one near its expiry."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            if self._current is None or now >= self._current[1] - self._lifetime * self.RENEW_AT:
+                self._current = (self._minter.mint(not_before=now), now + self._lifetime)
+            return copy.deepcopy(self._current[0])  # each envelope carries its own element
 
     def sign(self, envelope: etree._Element) -> etree._Element:
-        return self._signer.sign(envelope, assertion=self._minter.mint())
+        return self._signer.sign(envelope, assertion=self.assertion())

@@ -17,8 +17,9 @@ adds, in one wsse:Security header (mustUnderstand in the envelope's own SOAP ver
 That is exactly what :class:`~hiem.security.verifying.EnvelopeVerifier` demands, so a consumer trusting
 the broker's certificate verifies the broker's messages (the round-trip tests prove it).
 
-The receiving side's nonce cache records each assertion ID once: mint a fresh assertion per
-message (``mint_assertion`` is one RSA signature) rather than reusing one signer's assertion forever.
+An assertion without ``<OneTimeUse>`` may ride on many messages while it is valid (receivers refuse a
+repeated message, not a repeated holder-of-key assertion): :class:`hiem.security.setup.BrokerSigner`
+mints the broker's once per validity window.
 """
 
 from __future__ import annotations

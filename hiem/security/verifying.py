@@ -33,7 +33,7 @@ from hiem.security._processor import soap_parts
 from hiem.security._signature import MessageSignatureCheck
 from hiem.security.errors import SecurityError
 from hiem.security.nonces import NonceCache
-from hiem.security.policy import SecurityPolicy
+from hiem.security.policy import BEARER, SecurityPolicy
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,21 @@ class SecurityResult:
 
 
 class NonceCheck:
-    """Record the assertion ID (issuer + ID) and the message key; refuse either when seen before."""
+    """Refuse a message seen before (signer + signed wsa:MessageID, or its signature value), always; refuse
+    an assertion seen before only when it may serve once.
+
+    An assertion is single-use when it says so (``<OneTimeUse>``, SAML 2.0 core §2.5.1.5) or when it is a
+    bearer assertion, which nothing binds to the message. A holder-of-key or sender-vouches assertion may
+    ride on many messages within its validity window, as WS-Trust-issued tokens do: each message's own
+    signature, Timestamp and signed MessageID make that message unrepeatable.
+    """
 
     def __init__(self, cache: NonceCache) -> None:
         self.cache = cache
 
     def verify(self, inbound: Inbound) -> None:
         assertion = inbound.assertion
-        if assertion is not None:
+        if assertion is not None and (assertion.one_time_use or assertion.confirmation_method == BEARER):
             key = f"saml:{assertion.issuer}|{assertion.assertion_id}"
             if self.cache.seen(key, assertion.not_on_or_after + inbound.skew):
                 raise SecurityError.replay(f"the SAML assertion {assertion.assertion_id} was already used")

@@ -137,7 +137,7 @@ def test_replayed_message_is_refused(world, consumer):
     data = agency.sign(_request("Subscribe", wsn.subscribe_body(consumer.url)))
     assert _post(broker, "Subscribe", data).status_code == 200
     again = _post(broker, "Subscribe", data)
-    assert again.status_code == 400 and "already used" in again.text
+    assert again.status_code == 400 and "already received" in again.text
 
 
 def test_authorization_by_organization(world, consumer):

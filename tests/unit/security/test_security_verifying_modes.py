@@ -11,8 +11,23 @@ from hiem.security import AlertType, FaultSubcode, SecurityError, SecurityPolicy
 # --- replay ----------------------------------------------------------------------------------------------------
 
 
-def test_same_assertion_in_two_messages_is_refused_the_second_time(kit) -> None:
+def test_a_holder_of_key_assertion_may_ride_on_a_new_signed_message(kit) -> None:
     assertion = kit.assertion()
+    verifier = kit.verifier()
+    verifier.verify(kit.message(assertion))
+    assert verifier.verify(kit.message(assertion)).authenticated  # its own Timestamp, MessageID, signature
+
+
+def test_the_same_message_again_is_refused_whatever_its_assertion(kit) -> None:
+    message = kit.message(kit.assertion())
+    verifier = kit.verifier()
+    verifier.verify(message)
+    kit.refused(lambda: verifier.verify(kit.wire(message)), AlertType.REPLAY, FaultSubcode.INVALID_SECURITY,
+                "already received")
+
+
+def test_a_one_time_use_assertion_is_refused_on_a_second_message(kit) -> None:
+    assertion = kit.assertion(one_time_use=True)
     verifier = kit.verifier()
     verifier.verify(kit.message(assertion))
     kit.refused(lambda: verifier.verify(kit.message(assertion)), AlertType.REPLAY, FaultSubcode.INVALID_SECURITY,
