@@ -30,6 +30,7 @@ import tests.conftest as harness
 from hiem import ns
 from tests.conftest import Broker
 from tests.support import wsn
+from tests.support.barrier import marker_of, marker_subscription, publish_marker, wait_for_marker
 from tests.support.consumer import Received, RecordingConsumer
 from tests.support.faults import RedisServer, TcpProxy, wait_until
 from tests.support.processes import ROOT, free_port
@@ -211,8 +212,8 @@ def test_worker_killed_during_fan_out_loses_nothing(tmp_path):
               f"sends ({report['duplicated_subscribers']} subscribers), all with their first copy's MessageID")
 
 
-# -- 2. retries until the consumer is back; dead after the bound; replay -------------------------------------
-def test_retry_until_consumer_back_then_dead_letter_and_replay(tmp_path):
+# -- 2. retries until the consumer is back; dead after the bound; redelivery ---------------------------------
+def test_retry_until_consumer_back_then_dead_letter_and_redelivery(tmp_path):
     max_attempts = 5
     env = {"HIEM_MAX_ATTEMPTS": str(max_attempts), "HIEM_BACKOFF_BASE": "0.5", "HIEM_BACKOFF_MAX": "1",
            # keep the circuit breaker out of this test (test 6 covers it)
@@ -224,9 +225,10 @@ def test_retry_until_consumer_back_then_dead_letter_and_replay(tmp_path):
         return (503, {}, b"") if down.is_set() else (202, {}, b"")
 
     late_port = free_port()  # nothing listens here yet: connection refused
+    late_url = f"http://127.0.0.1:{late_port}/late"
     with (RecordingConsumer(flaky) as stays_down,
           running_broker("embedded", tmp_path, **env) as broker, rows_of(broker) as rows):
-        late = subscribe(broker.url, f"http://127.0.0.1:{late_port}/late")
+        late = subscribe(broker.url, late_url)
         dead = subscribe(broker.url, stays_down.url)
         published = time.monotonic()
         assert publish(broker.url).status_code == 202
@@ -244,8 +246,16 @@ def test_retry_until_consumer_back_then_dead_letter_and_replay(tmp_path):
             row = rows.delivery_for(late)
             assert 3 <= row.attempts <= max_attempts, row.attempts
             assert row.last_error is None
-            time.sleep(1.0)
-            assert len(late_consumer.received) == 1, "delivered once, not again"
+            # barrier: a marker to the same endpoint through a second subscription (another topic; a second
+            # Notify on this one would also go to the 503 consumer), published once the delivery was recorded:
+            # a second send already on its way was queued for this consumer before the marker; one merely
+            # scheduled in the database is not, so the row must also still be delivered, attempts unchanged
+            with marker_subscription(broker.url, late_url):
+                publish_marker(broker.url, "after-late")
+                wait_for_marker(late_consumer, "after-late")
+            assert [marker_of(r) for r in late_consumer.received] == [None, "after-late"], "delivered once, not again"
+            after = rows.delivery_for(late)
+            assert (after.state, after.attempts) == ("delivered", row.attempts), "no second send scheduled"
             print(f"\n[retry] late consumer received it after {got[0].at - published:.1f}s, "
                   f"attempt {row.attempts}")
 
@@ -260,24 +270,32 @@ def test_retry_until_consumer_back_then_dead_letter_and_replay(tmp_path):
         first_id = message_id(stays_down.received[0])
         assert {message_id(r) for r in stays_down.received} == {first_id}, "every attempt has the same MessageID"
 
-        # back up, replayed by the operator: arrives exactly once more, same MessageID
+        # back up, redelivered by the operator: arrives exactly once more, same MessageID
         down.clear()
-        replayed = time.monotonic()
-        replay = subprocess.run([sys.executable, "-m", "hiem.cli", "deliveries", "redeliver", str(row.id)],
-                                env=broker.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert replay.returncode == 0, replay.stdout + replay.stderr
-        assert "replaying 1 deliveries" in replay.stdout
+        redelivered = time.monotonic()
+        redelivery = subprocess.run([sys.executable, "-m", "hiem.cli", "deliveries", "redeliver", str(row.id)],
+                                    env=broker.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert redelivery.returncode == 0, redelivery.stdout + redelivery.stderr
+        assert "redelivering 1 deliveries" in redelivery.stdout, redelivery.stdout
         stays_down.wait_for(max_attempts + 1, timeout=20)
-        arrived = stays_down.received[-1].at - replayed
-        wait_until(lambda: rows.delivery_for(dead).state == "delivered", 10, "the replayed delivery recorded")
-        assert rows.delivery_for(dead).attempts == 1, "replay gives a fresh attempt budget"
-        time.sleep(2.0)
-        assert len(stays_down.received) == max_attempts + 1, "exactly one more send after the replay"
-        assert message_id(stays_down.received[-1]) == first_id
+        arrived = stays_down.received[-1].at - redelivered
+        wait_until(lambda: rows.delivery_for(dead).state == "delivered", 10, "the redelivered delivery recorded")
+        assert rows.delivery_for(dead).attempts == 1, "redelivery gives a fresh attempt budget"
+        # barrier: a marker to the same consumer through a second subscription (another topic), published once
+        # the redelivery was recorded: a second send already on its way was queued for this consumer before it;
+        # one merely scheduled in the database is not, so the row must also still be delivered after one attempt
+        with marker_subscription(broker.url, stays_down.url):
+            publish_marker(broker.url, "after-redelivery")
+            wait_for_marker(stays_down, "after-redelivery")
+        assert [marker_of(r) for r in stays_down.received] == [None] * (max_attempts + 1) + ["after-redelivery"], \
+            "exactly one more send after the redelivery"
+        after = rows.delivery_for(dead)
+        assert (after.state, after.attempts) == ("delivered", 1), "no second send scheduled"
+        assert message_id(stays_down.received[max_attempts]) == first_id
         again = subprocess.run([sys.executable, "-m", "hiem.cli", "deliveries", "redeliver", str(row.id)],
                                env=broker.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert again.returncode == 1 and "no dead deliveries matched" in again.stdout
-        print(f"[dead letter] dead after {max_attempts} attempts: {row.last_error!r}; the replayed delivery "
+        print(f"[dead letter] dead after {max_attempts} attempts: {row.last_error!r}; the redelivered delivery "
               f"arrived {arrived:.1f}s after `hiem deliveries redeliver` was started")
 
 
@@ -426,12 +444,16 @@ def test_database_unreachable_gives_the_publisher_a_receiver_fault(tmp_path):
                            "/healthz to recover")
                 assert publish(broker.url, 3).status_code == 202
                 consumer.wait_for(2, timeout=30)
-                time.sleep(1.0)
+                # barrier: a marker (event 4) on the same subscription. Its fan-out first fans out every earlier
+                # notification still pending, so a recorded Notify 2 would have been queued for this consumer first
+                # (even one recorded but never enqueued, which the sweeper would only find after a whole lease)
+                assert publish(broker.url, 4).status_code == 202
+                consumer.wait_for_match(lambda r: event_index(r.body) == 4, 30, "the marker (event 4)")
                 indexes = [event_index(r.body) for r in consumer.received]
-                assert indexes == [1, 3], "the refused Notify was not recorded, the accepted one was delivered"
+                assert indexes == [1, 3, 4], "the refused Notify was not recorded, the accepted ones were delivered"
                 rows = Rows(direct_url)
                 try:
-                    assert rows.query("SELECT count(*) AS n FROM notifications")[0].n == 2
+                    assert rows.query("SELECT count(*) AS n FROM notifications")[0].n == 3, "1, 3 and the marker"
                 finally:
                     rows.close()
                 print(f"\n[database cut] Receiver fault (HTTP 500) in {answered * 1000:.0f} ms; "
@@ -544,17 +566,20 @@ def test_ordered_delivery_keeps_publish_order_through_retries(tmp_path):
         wait_until(lambda: sum(1 for answer in answers if answer[1] == 202) >= count, 60,
                    "every notification to be accepted")
         wait_until(lambda: rows.all_finished(count), 20, "every delivery recorded")
-        time.sleep(1.0)
+        # barrier: a marker (event `count`) on the same ordered subscription, claimed only once no earlier delivery
+        # of it is pending, in flight or retrying: a second send of one of them would have come before it
+        assert publish(broker.url, count).status_code == 202
+        consumer.wait_for_match(lambda r: event_index(r.body) == count, 30, f"the marker (event {count})")
         with lock:
             seen = list(answers)
         accepted = [index for index, status, _ in seen if status == 202]
-        assert accepted == list(range(count)), f"accepted out of order: {seen}"
+        assert accepted == list(range(count + 1)), f"accepted out of order: {seen}"
         assert [a[:2] for a in seen[:3]] == [(0, 503), (0, 503), (0, 202)], "the first is retried before the rest"
-        assert len(consumer.received) == count + 2, "nothing sent twice"
+        assert len(consumer.received) == count + 2 + 1, "nothing sent twice (the 2 refusals, then the marker)"
         assert active[1] == 1, f"{active[1]} requests of one ordered subscription were in flight at once"
-        first_ok = seen[2][2]
-        rate = (count - 1) / (seen[-1][2] - first_ok)
-        print(f"\n[ordered] {count} published in {published:.2f}s; accepted in order {accepted} after 2 refusals "
-              f"of the first; at most {active[1]} request in flight; once the first got through, "
+        first_ok, last_ok = seen[2][2], seen[-2][2]  # the first's and the last's acceptance (the marker's is -1)
+        rate = (count - 1) / (last_ok - first_ok)
+        print(f"\n[ordered] {count} published in {published:.2f}s; accepted in order {accepted[:count]} after 2 "
+              f"refusals of the first; at most {active[1]} request in flight; once the first got through, "
               f"{rate:.1f} deliveries/s with a {latency * 1000:.0f} ms consumer; last accepted "
-              f"{seen[-1][2] - started:.1f}s after the first publish")
+              f"{last_ok - started:.1f}s after the first publish")

@@ -5,12 +5,11 @@ Runs twice: embedded (SQLite + in-process worker) and distributed (PostgreSQL + 
 
 from __future__ import annotations
 
-import time
-
 from lxml import etree
 
 from hiem import ns
 from tests.support import wsn
+from tests.support.barrier import marker_of, marker_subscription, publish_marker, wait_for_marker
 
 WSA = ns.WSA
 
@@ -72,8 +71,12 @@ def test_subscribe_publish_deliver_unsubscribe(broker, consumer):
 
     # nothing more is delivered after unsubscribe
     assert wsn.call(broker.url, "Notify", wsn.notify_body()).status_code == 202
-    time.sleep(2.0)
-    assert len(consumer.received) == 1
+    # barrier: a marker to the same consumer through a second subscription (another topic); published after
+    # that Notify was accepted, its delivery is created and queued after any the Notify would have had
+    with marker_subscription(broker.url, consumer.url):
+        publish_marker(broker.url, "after-unsubscribe")
+        wait_for_marker(consumer, "after-unsubscribe")
+    assert [marker_of(r) for r in consumer.received] == [None, "after-unsubscribe"], "nothing after Unsubscribe"
 
 
 def test_only_matching_subscribers_receive(broker, consumer):
@@ -85,5 +88,8 @@ def test_only_matching_subscribers_receive(broker, consumer):
         assert wsn.call(broker.url, "Subscribe", wsn.subscribe_body(other.url, topic=pneumonia)).status_code == 200
         assert wsn.call(broker.url, "Notify", wsn.notify_body(topic=pneumonia)).status_code == 202
         other.wait_for(1)
-        time.sleep(1.0)
-        assert consumer.received == []
+        # barrier: a marker on the consumer's own subscription (its topic), published after the Pneumonia
+        # Notify was accepted: fanned out after it, so queued for this consumer after any delivery it made
+        publish_marker(broker.url, "ili-marker", topic=wsn.ILI)
+        wait_for_marker(consumer, "ili-marker")
+        assert [marker_of(r) for r in consumer.received] == ["ili-marker"], "only the marker, not the Pneumonia one"

@@ -3,13 +3,16 @@ every fault the issue names, and the three WS-Topics dialects. Every response is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
 from hiem import ns
+from tests.conftest import Broker, start_broker
 from tests.support import wsn
+from tests.support.barrier import marker_of, publish_marker, wait_for_marker
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "hiem-samples"
 WSNT = ns.WSNT
@@ -202,16 +205,32 @@ DIALECT_CASES = [
     (wsn.FULL, "nhin:DeidentifiedPopulationHealthData//Influenza|nhin:GIPSE/Biosurveillance/Fever",
      "nhin:DeidentifiedPopulationHealthData/Biosurveillance/Influenza", True),
 ]
+#: for each case not delivered, a topic its subscription does match: where the barrier's marker is published
+MATCHING_TOPIC = {
+    (wsn.CONCRETE, "nhin:GIPSE/Biosurveillance"): "nhin:GIPSE/Biosurveillance",
+    (wsn.SIMPLE, "nhin:GIPSE"): "nhin:GIPSE",
+    (wsn.FULL, "nhin:GIPSE/Biosurveillance/*"): "nhin:GIPSE/Biosurveillance/Rash",
+}
+
+
+@pytest.fixture(scope="module")
+def ordered_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """An embedded broker with per-subscription ordered delivery, for the negative dialect cases' barrier."""
+    running = start_broker("embedded", tmp_path_factory.mktemp("ordered"), HIEM_ORDERED_DELIVERY="1")
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.mark.parametrize(("dialect", "expression", "published", "delivered"), DIALECT_CASES)
-def test_dialects_over_http(module_broker, consumer, dialect, expression, published, delivered):
-    response = wsn.call(module_broker.url, "Subscribe",
-                        wsn.subscribe_body(consumer.url, topic=expression, dialect=dialect))
+def test_dialects_over_http(ordered_broker, consumer, dialect, expression, published, delivered):
+    url = ordered_broker.url
+    response = wsn.call(url, "Subscribe", wsn.subscribe_body(consumer.url, topic=expression, dialect=dialect))
     assert response.status_code == 200, response.text
     subscription = wsn.subscription_id(response)
     try:
-        assert wsn.call(module_broker.url, "Notify", wsn.notify_body(topic=published)).status_code == 202
+        assert wsn.call(url, "Notify", wsn.notify_body(topic=published)).status_code == 202
         if delivered:
             envelope = consumer.wait_for(1)[0].envelope()
             topic = envelope.find(f".//{{{WSNT}}}Topic")
@@ -220,13 +239,13 @@ def test_dialects_over_http(module_broker, consumer, dialect, expression, publis
             assert topic.nsmap[prefix] == ns.NHIN and f"nhin:{path}" == published
             wsn.assert_valid(envelope.find(f"{{{ns.SOAP12}}}Body")[0])
         else:
-            import time
-
-            time.sleep(1.0)
-            assert consumer.received == []
+            # barrier: a marker on a topic this subscription matches; ordered delivery on the same subscription
+            # holds it back while a delivery of the earlier Notify would still be pending or in flight
+            publish_marker(url, "dialect", topic=MATCHING_TOPIC[(dialect, expression)])
+            wait_for_marker(consumer, "dialect")
+            assert [marker_of(r) for r in consumer.received] == ["dialect"], "only the marker, not the Notify"
     finally:
-        wsn.call(module_broker.url, "Unsubscribe", "<wsnt:Unsubscribe/>",
-                 headers=wsn.subscription_header(subscription))
+        wsn.call(url, "Unsubscribe", "<wsnt:Unsubscribe/>", headers=wsn.subscription_header(subscription))
 
 
 @pytest.mark.parametrize(("dialect", "expression"), [

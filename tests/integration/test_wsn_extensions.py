@@ -4,18 +4,38 @@ numbers and replay, GetCurrentMessage, GetResourceProperty, XPath MessageContent
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from lxml import etree
 
 from hiem import contract, ns
-from tests.conftest import start_broker
+from tests.conftest import Broker, start_broker
 from tests.support import wsn
+from tests.support.barrier import (
+    marker_element,
+    marker_of,
+    marker_subscription,
+    publish_marker,
+    unmarked,
+    wait_for_marker,
+)
 from tests.support.consumer import RecordingConsumer
 
 WSNT = ns.WSNT
 PSM = "http://docs.oasis-open.org/wsn/bw-2/PausableSubscriptionManager/"
+
+
+@pytest.fixture(scope="module")
+def ordered_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """An embedded broker with per-subscription ordered delivery: a barrier's marker on the same subscription
+    cannot be sent while a delivery of an earlier notification is pending or in flight."""
+    running = start_broker("embedded", tmp_path_factory.mktemp("ordered"), HIEM_ORDERED_DELIVERY="1")
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 def _manager_call(url: str, body: str, action: str, subscription: str) -> object:
@@ -49,11 +69,16 @@ def test_lease_expires_and_renew_extends(module_broker, consumer):
                                  "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/RenewRequest", renewed)
         assert response.status_code == 200, response.text
         wsn.assert_valid(wsn.body_element(response))
-        time.sleep(4.0)
+        time.sleep(4.0)  # the first lease (3 s) runs out
         assert wsn.call(url, "Notify", wsn.notify_body()).status_code == 202
         renewed_consumer.wait_for(1)
-        time.sleep(1.0)
-        assert consumer.received == [], "the expired subscription receives nothing"
+        # barrier: a marker through a second, live subscription of the same consumer (another topic), published
+        # after that Notify was accepted: a delivery to the expired subscription would have been queued first
+        with marker_subscription(url, consumer.url):
+            publish_marker(url, "after-expiry")
+            wait_for_marker(consumer, "after-expiry")
+        assert [marker_of(r) for r in consumer.received] == ["after-expiry"], \
+            "the expired subscription receives nothing"
     again = _manager_call(url, "<wsnt:Renew><wsnt:TerminationTime>PT1H</wsnt:TerminationTime></wsnt:Renew>",
                           "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/RenewRequest", expiring)
     assert etree.QName(wsn.fault_detail(again)).localname == "ResourceUnknownFault"
@@ -91,14 +116,18 @@ def test_pause_publish_20_resume_in_order(module_broker, consumer):
         payload = f"<g:Count xmlns:g='urn:g'>{index}</g:Count>"
         assert wsn.call(url, "Notify", wsn.notify_body(topic="nhin:GIPSE/Biosurveillance/Rash",
                                                        payload=payload)).status_code == 202
-    time.sleep(2.0)
-    assert consumer.received == [], "nothing is delivered while paused"
+    # barrier: a marker through a second, active subscription of the same consumer (another topic), published
+    # after the 20 were accepted: had the paused subscription been sent any, they were queued before it
+    with marker_subscription(url, consumer.url):
+        publish_marker(url, "while-paused")
+        wait_for_marker(consumer, "while-paused")
+    assert [marker_of(r) for r in consumer.received] == ["while-paused"], "nothing is delivered while paused"
     resumed = _manager_call(url, "<wsnt:ResumeSubscription/>", PSM + "ResumeSubscriptionRequest", subscription)
     assert resumed.status_code == 200, resumed.text
-    received = consumer.wait_for(20, timeout=30)
+    received = unmarked(consumer.wait_for(21, timeout=30))
     counts = [int(r.envelope().findtext(".//{urn:g}Count")) for r in received]
     assert counts == list(range(20))
-    sequences = _sequences(consumer)
+    sequences = [int(r.envelope().findtext(f".//{{{ns.HIEM}}}Sequence")) for r in received]
     assert sequences == list(range(sequences[0], sequences[0] + 20))
 
 
@@ -106,7 +135,9 @@ def test_a_resume_whose_drain_was_lost_is_drained_by_the_sweeper(tmp_path, consu
     """Fault injection: the resume's transaction commits, but its in-order drain never runs (the task
     failed, or the broker crashed before enqueueing it). The sweeper finds the active subscription whose
     held deliveries stood still for a whole lease, and sends them, in order, once each."""
-    running = start_broker("embedded", tmp_path, HIEM_VISIBILITY_TIMEOUT="3", HIEM_SWEEP_INTERVAL="1")
+    # ordered delivery: the barrier's marker (same subscription) waits while any of the five is pending or in flight
+    running = start_broker("embedded", tmp_path, HIEM_VISIBILITY_TIMEOUT="3", HIEM_SWEEP_INTERVAL="1",
+                           HIEM_ORDERED_DELIVERY="1")
     try:
         topic = "nhin:GIPSE/Biosurveillance/Rash"
         subscription = wsn.subscription_id(wsn.call(running.url, "Subscribe",
@@ -133,8 +164,12 @@ def test_a_resume_whose_drain_was_lost_is_drained_by_the_sweeper(tmp_path, consu
             engine.dispose()
         received = consumer.wait_for(5, timeout=30)
         assert [int(r.envelope().findtext(".//{urn:g}Count")) for r in received] == list(range(5))
-        time.sleep(2.0)
-        assert len(consumer.received) == 5, "each held delivery is sent once"
+        # barrier: a marker on the same subscription; ordered delivery claims it only once none of the five is
+        # held, pending or in flight, so a second send of one of them would have come before it
+        publish_marker(running.url, "after-drain", topic=topic)
+        wait_for_marker(consumer, "after-drain")
+        assert [marker_of(r) for r in consumer.received] == [None] * 5 + ["after-drain"], \
+            "each held delivery is sent once"
     finally:
         running.stop()
 
@@ -205,8 +240,8 @@ def _content_filter(expression: str, dialect: str = XPATH) -> str:
     return f"<wsnt:MessageContent Dialect='{dialect}' xmlns:g='urn:g'>{expression}</wsnt:MessageContent>"
 
 
-def test_xpath_message_content_filters(module_broker):
-    url = module_broker.url
+def test_xpath_message_content_filters(ordered_broker):
+    url = ordered_broker.url
     topic = "nhin:GIPSE/Biosurveillance/Neurological"
     with RecordingConsumer() as high, RecordingConsumer() as low:
         for consumer, expression in ((high, "/g:Report/g:Count &gt; 100"), (low, "g:Count &lt;= 100")):
@@ -218,9 +253,15 @@ def test_xpath_message_content_filters(module_broker):
             wsn.call(url, "Notify", wsn.notify_body(topic=topic, payload=payload))
         high.wait_for(1)
         low.wait_for(1)
-        time.sleep(1.0)
-        assert [r.envelope().findtext(".//{urn:g}Count") for r in high.received] == ["500"]
-        assert [r.envelope().findtext(".//{urn:g}Count") for r in low.received] == ["5"]
+        # barrier: per consumer, a marker its own filter matches (same subscription, ordered delivery): it is
+        # not sent while a delivery of the earlier notifications to that subscription is pending or in flight
+        for count in (1000, 0):  # high's filter matches 1000, low's 0
+            payload = f"<g:Report xmlns:g='urn:g'><g:Count>{count}</g:Count>{marker_element(str(count))}</g:Report>"
+            publish_marker(url, str(count), topic=topic, payload=payload)
+        wait_for_marker(high, "1000")
+        wait_for_marker(low, "0")
+        assert [r.envelope().findtext(".//{urn:g}Count") for r in high.received] == ["500", "1000"]
+        assert [r.envelope().findtext(".//{urn:g}Count") for r in low.received] == ["5", "0"]
 
 
 @pytest.mark.parametrize(("expression", "dialect"), [("g:Count &gt;", XPATH), ("count(", XPATH),
@@ -234,8 +275,8 @@ def test_invalid_message_content_expressions(module_broker, expression, dialect)
     wsn.assert_valid(detail)
 
 
-def test_pathological_xpath_is_stopped_by_the_time_limit(module_broker):
-    url = module_broker.url
+def test_pathological_xpath_is_stopped_by_the_time_limit(ordered_broker):
+    url = ordered_broker.url
     topic = "nhin:GIPSE/Biosurveillance/Hemorrhagic"
     slow = "count(//*[count(//*[count(//*) &gt; 0]) &gt; 0]) &gt; 0"
     with RecordingConsumer() as trapped, RecordingConsumer() as plain:
@@ -246,8 +287,11 @@ def test_pathological_xpath_is_stopped_by_the_time_limit(module_broker):
         assert wsn.call(url, "Notify", wsn.notify_body(topic=topic, payload=payload)).status_code == 202
         plain.wait_for(1, timeout=30)
         elapsed = time.monotonic() - started
-        time.sleep(1.0)
-        assert trapped.received == [], "a filter that ran out of time does not match"
+        # barrier: a small marker the same filter matches at once (same subscription, ordered delivery): it is
+        # not sent while a delivery of the big notification to the trapped subscription is pending or in flight
+        publish_marker(url, "small", topic=topic)
+        wait_for_marker(trapped, "small")
+        assert [marker_of(r) for r in trapped.received] == ["small"], "a filter that ran out of time does not match"
         assert elapsed < 15, f"fan-out took {elapsed:.1f}s"
 
 

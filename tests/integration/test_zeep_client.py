@@ -14,6 +14,7 @@ from zeep.wsa import WsAddressingPlugin
 
 from hiem import ns
 from tests.support import wsn
+from tests.support.barrier import marker_of, marker_subscription, publish_marker, wait_for_marker
 
 
 def test_zeep_subscribe_and_unsubscribe(module_broker, consumer):
@@ -89,13 +90,16 @@ def test_zeep_pause_and_resume(module_broker, consumer):
     client = zeep.Client(f"{base}/wsn/SubscriptionManager?wsdl", plugins=[WsAddressingPlugin()])
     manager = client.bind("SubscriptionManagerService", "PausableSubscriptionManagerSoap12Port")
     manager.PauseSubscription(_soapheaders=[header])
-    wsn.call(base, "Notify", wsn.notify_body(topic="nhin:GIPSE/Biosurveillance/Fever"))
-    import time
-
-    time.sleep(1.5)
-    assert consumer.received == []
+    assert wsn.call(base, "Notify", wsn.notify_body(topic="nhin:GIPSE/Biosurveillance/Fever")).status_code == 202
+    # barrier: a marker through a second, active subscription of the same consumer (another topic), published
+    # after the Fever Notify was accepted: had the paused subscription been sent it, that came first
+    with marker_subscription(base, consumer.url):
+        publish_marker(base, "while-paused")
+        wait_for_marker(consumer, "while-paused")
+    assert [marker_of(r) for r in consumer.received] == ["while-paused"], "nothing for the paused subscription"
     manager.ResumeSubscription(_soapheaders=[header])
-    consumer.wait_for(1)
+    received = consumer.wait_for(2)
+    assert [marker_of(r) for r in received] == ["while-paused", None], "the held Notify, after the resume"
 
 
 def test_pull_point_wsdl_is_served(module_broker):

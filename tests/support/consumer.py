@@ -93,3 +93,16 @@ class RecordingConsumer:
                     raise AssertionError(f"consumer got {len(self.received)} of {count} requests in {timeout}s")
                 self._cond.wait(remaining)
             return list(self.received)
+
+    def wait_for_match(self, predicate: Callable[[Received], bool], timeout: float = 20.0,
+                       what: str = "a matching request") -> list[Received]:
+        """Wait until some received request satisfies ``predicate``; returns everything received by then."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(predicate(r) for r in self.received):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{what} not among the consumer's {len(self.received)} requests "
+                                         f"in {timeout}s")
+                self._cond.wait(remaining)
+            return list(self.received)
