@@ -49,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="first wait up to SECONDS for the 1-minute load average to drop below 1.0 "
                              "(a shared machine: other jobs' CPU use changes every figure)")
+    parser.add_argument("--soak", type=float, metavar="MINUTES",
+                        help="only the soak: a steady mix for MINUTES against one broker (bench/soak.py)")
     args = parser.parse_args(argv)
+    if args.soak:
+        from bench import soak
+
+        return soak.main(args, default_out=args.out == parser.get_default("out"))
 
     plan = suite.PLANS["smoke" if args.smoke else "large" if args.large else "default"]
     if args.modes:
