@@ -39,7 +39,8 @@ HIEM_AUDIT_HOST / _PORT         - / 6514 (tls), 514 (udp)        the Audit Recor
 HIEM_AUDIT_CA / _CERT / _KEY    -                                TLS trust anchors and client certificate
 HIEM_AUDIT_SOURCE_ID            this host's FQDN                 AuditSourceIdentification AuditSourceID
 HIEM_AUDIT_SITE                 -                                AuditEnterpriseSiteID
-HIEM_AUDIT_RETENTION_DAYS       2190                             shipped records older than this are purged
+HIEM_AUDIT_RETENTION_DAYS       2190                             records older than this are purged (only
+                                                                 shipped ones when shipping)
 HIEM_TLS_CERT / HIEM_TLS_KEY    -                                serve HTTPS with this certificate and key
 HIEM_TLS_CLIENT_CA              -                                require client certificates from this CA
 HIEM_DELIVERY_CA                system trust store               CA bundle for verifying consumers
@@ -64,6 +65,9 @@ HIEM_RETAIN_DELIVERED           P7D                              delivered (and 
 HIEM_RETAIN_DEAD                P30D                             dead deliveries kept (the redelivery queue)
 HIEM_RETAIN_NOTIFICATIONS       P7D                              a notification's body kept at least this
                                                                  long, and while any delivery still needs it
+HIEM_RETAIN_ENDED               P30D                             ended subscriptions (unsubscribed, expired)
+                                                                 and destroyed pull points kept, with what
+                                                                 is left of their deliveries
 HIEM_PURGE_INTERVAL             60                               seconds between purges (by the sweeper)
 HIEM_PURGE_BATCH                1000                             rows deleted per transaction
 HIEM_OPS_SECRET                 (empty)                          HMAC key signing console sessions; set the
@@ -179,6 +183,8 @@ class RetentionSettings:
     delivered: timedelta = timedelta(days=7)
     dead: timedelta = timedelta(days=30)
     notifications: timedelta = timedelta(days=7)
+    #: unsubscribed or expired subscriptions (and destroyed pull points) kept for the operators
+    ended: timedelta = timedelta(days=30)
     interval: float = 60.0
     batch: int = 1000
 
@@ -360,6 +366,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             delivered=_duration(env, "HIEM_RETAIN_DELIVERED", "P7D"),
             dead=_duration(env, "HIEM_RETAIN_DEAD", "P30D"),
             notifications=_duration(env, "HIEM_RETAIN_NOTIFICATIONS", "P7D"),
+            ended=_duration(env, "HIEM_RETAIN_ENDED", "P30D"),
             interval=max(1.0, _read(env, "HIEM_PURGE_INTERVAL", float, 60.0)),
             batch=max(1, _read(env, "HIEM_PURGE_BATCH", int, 1000)),
         ),

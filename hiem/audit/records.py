@@ -1,10 +1,11 @@
-"""Audit records in the database: written with the action they record, shipped in id order, purged late."""
+"""Audit records in the database: written with the action they record, shipped in id order (the retention
+purge in :mod:`hiem.store.retention` deletes them once old and shipped)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from hiem.audit import AuditEvent, event_to_json
@@ -61,15 +62,6 @@ def backlog(session: Session) -> int:
     from sqlalchemy import func
 
     return session.scalar(select(func.count()).select_from(AuditRecord).where(AuditRecord.shipped_at.is_(None))) or 0
-
-
-def purge(session: Session, retention_days: float, shipping: bool) -> int:
-    """Delete records older than the retention; when shipping, only those the repository already has."""
-    cutoff = utcnow() - timedelta(days=retention_days)
-    query = delete(AuditRecord).where(AuditRecord.created_at < cutoff)
-    if shipping:
-        query = query.where(AuditRecord.shipped_at.is_not(None))
-    return session.execute(query).rowcount
 
 
 def list_records(session: Session, since: datetime | None = None, kind: str | None = None,

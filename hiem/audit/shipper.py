@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Protocol
@@ -77,7 +76,6 @@ class AuditShipper(threading.Thread):
         self._stop_event = threading.Event()
         self._sender: AuditSender | None = None
         self._hostname = socket.gethostname()[:255] or "hiem"
-        self._last_purge = 0.0
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -89,7 +87,6 @@ class AuditShipper(threading.Thread):
             try:
                 if rt.settings.audit.shipping:
                     self._ship_with_lock()
-                self._purge_daily()
                 backoff = self.interval
             except AuditShipError as exc:
                 log.warning("audit repository unavailable (%s); records wait and are retried in %.0fs", exc, backoff)
@@ -133,16 +130,6 @@ class AuditShipper(threading.Thread):
                 audit_records.mark_shipped(session, [r.id for r in records])
                 shipped += len(records)
         return shipped
-
-    def _purge_daily(self) -> None:
-        if time.monotonic() - self._last_purge < 86_400 and self._last_purge:
-            return
-        rt = self._resources()
-        with rt.db.session() as session:
-            removed = audit_records.purge(session, rt.settings.audit.retention_days, rt.settings.audit.shipping)
-        if removed:
-            log.info("purged %d audit records older than %s days", removed, rt.settings.audit.retention_days)
-        self._last_purge = time.monotonic()
 
     def _close_sender(self) -> None:
         if self._sender is not None:

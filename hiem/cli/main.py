@@ -410,17 +410,17 @@ def _db_stats(args: argparse.Namespace, settings: Settings) -> int:
     with open_database(settings).session() as session:
         tables = retention.table_stats(session)
         deliveries = retention.purged_deliveries(session)
-        notifications = retention.purged_notifications(session)
-        nonces = retention.totals(session).get("security_nonces", (0, None))[0]
+        purged = retention.purged_by_table(session)
     print(f"{'table':18}  {'rows':>12}  oldest row (UTC)")
     for table in tables:
         oldest = f"{table.oldest:%Y-%m-%d %H:%M:%S}" if table.oldest else "-"
         print(f"{table.table:18}  {table.rows:>12,}  {oldest}")
     window = settings.retention
-    print(f"retention: delivered {window.delivered}, dead {window.dead}, notifications {window.notifications}; "
-          f"purged so far: deliveries {sum(deliveries.values()):,} "
+    print(f"retention: delivered {window.delivered}, dead {window.dead}, notifications {window.notifications}, "
+          f"ended subscriptions {window.ended}, audit records {settings.audit.retention_days:g} days")
+    print(f"purged so far: deliveries {purged['deliveries']:,} "
           f"({', '.join(f'{k} {v:,}' for k, v in sorted(deliveries.items())) or 'none'}), "
-          f"notifications {sum(notifications.values()):,}, security nonces {nonces:,}")
+          + ", ".join(f"{table.replace('_', ' ')} {rows:,}" for table, rows in purged.items() if table != "deliveries"))
     return 0
 
 

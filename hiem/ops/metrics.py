@@ -101,7 +101,7 @@ class HiemCollector(Collector):
                         for topic in sorted(names)]
             by_state = stats.deliveries_by_state(session)
             purged_deliveries = retention.purged_deliveries(session)
-            purged_totals = retention.totals(session)
+            purged_tables = retention.purged_by_table(session)
             recent = stats.recent_deliveries(session, now)
             subscriptions = stats.subscriptions_by_status(session)
             parked = stats.parked_consumers(session, now)
@@ -118,10 +118,7 @@ class HiemCollector(Collector):
                                         labels=["outcome"])
         yield self._labelled(completed, ((o, by_state[o] + purged_deliveries.get(o, 0)) for o in FINAL_OUTCOMES))
         purged = CounterMetricFamily("hiem_purged_rows", "Rows deleted by the retention purge", labels=["kind"])
-        by_kind = {"deliveries": sum(purged_deliveries.values()),
-                   "notifications": sum(purged_notifications.values()),
-                   "security_nonces": purged_totals.get("security_nonces", (0, None))[0]}
-        yield self._labelled(purged, by_kind.items())
+        yield self._labelled(purged, purged_tables.items())
         yield GaugeMetricFamily("hiem_dead_letters", "Dead deliveries awaiting redelivery",
                                 value=by_state[DeliveryState.DEAD.value])
         yield GaugeHistogramMetricFamily(

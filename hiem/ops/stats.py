@@ -156,9 +156,7 @@ class Snapshot:
 def snapshot(session: Session, now: datetime | None = None) -> Snapshot:
     now = now or utcnow()
     totals = retention.totals(session)
-    purged = {"deliveries": sum(retention.purged_deliveries(session).values()),
-              "notifications": sum(retention.purged_notifications(session).values()),
-              "security_nonces": totals.get("security_nonces", (0, None))[0]}
+    purged = retention.purged_by_table(session)
     last = max((when for _, when in totals.values() if when is not None), default=None)
     return Snapshot(at=now, accepted=accepted_per_minute(session, now), deliveries=deliveries_by_state(session),
                     recent=recent_deliveries(session, now), subscriptions=subscriptions_by_status(session),

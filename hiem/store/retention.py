@@ -6,13 +6,18 @@ What goes, and when (the windows are :class:`hiem.config.RetentionSettings`):
   updated for ``delivered``; ``dead`` ones after ``dead`` (they are the redelivery queue). Rows still in
   play (pending, in flight, retrying, held, stored in a pull point) are never touched, nor is the latest
   delivery of each subscription (its sequence number is where the next one continues from);
+* subscriptions that ended (unsubscribed or expired) longer ago than ``ended_subscriptions``, with their
+  topic rows and every delivery left (the operator had that long to look at them); destroyed pull points
+  after the same window, once no subscription names them;
 * notifications, once received longer ago than ``notifications``, fanned out, and referenced by no
   delivery any more: a body stays while a delivery, a pull point or a replay window can still need it;
+* audit records older than ``audit``, and while they are shipped to a repository only those it already
+  has (an unshipped record is never deleted: the repository is the record of truth);
 * security nonces whose expiry has passed.
 
 Each batch is its own short transaction (a purge never holds SQLite's writer, or a PostgreSQL row lock,
 for long) and adds what it deleted to ``purge_totals`` in the same transaction: per delivery state
-(``deliveries:delivered``...) and per topic (``notifications:<topic id>``), so /metrics can keep its
+(``deliveries:delivered``...), per topic (``notifications:<topic id>``) and per table, so /metrics can keep its
 counters monotonic (rows still here + rows purged) and ``hiem status`` can say what went. With
 PostgreSQL, two sweepers purging at once skip each other's rows.
 """
@@ -26,12 +31,27 @@ from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from hiem.store.db import Database
-from hiem.store.models import Delivery, DeliveryState, FanoutState, NonceEntry, Notification, PurgeTotal
+from hiem.store.models import (
+    AuditRecord,
+    Delivery,
+    DeliveryState,
+    FanoutState,
+    NonceEntry,
+    Notification,
+    PullPoint,
+    PurgeTotal,
+    Subscription,
+    SubscriptionStatus,
+    SubscriptionTopic,
+)
 
 FINISHED = (DeliveryState.DELIVERED.value, DeliveryState.CANCELLED.value, DeliveryState.DROPPED.value)
+ENDED = (SubscriptionStatus.UNSUBSCRIBED.value, SubscriptionStatus.EXPIRED.value)
 
-#: what a purge run reports, in the order it runs
-KINDS = ("deliveries_finished", "deliveries_dead", "notifications", "security_nonces")
+#: what a purge run reports, in the order it runs (subscriptions before notifications: deleting an ended
+#: subscription's deliveries frees the notifications they held)
+KINDS = ("deliveries_finished", "deliveries_dead", "subscriptions", "pull_points", "notifications",
+         "audit_records", "security_nonces")
 DELIVERIES_PREFIX, NOTIFICATIONS_PREFIX = "deliveries:", "notifications:"
 
 
@@ -40,6 +60,10 @@ class RetentionWindows:
     delivered: timedelta
     dead: timedelta
     notifications: timedelta
+    ended_subscriptions: timedelta = timedelta(days=30)
+    audit: timedelta = timedelta(days=2190)
+    #: audit records go to a repository: delete only what it already has
+    audit_shipping: bool = False
 
 
 @dataclass
@@ -61,7 +85,10 @@ def purge(database: Database, windows: RetentionWindows, now: datetime, batch: i
     steps = {
         "deliveries_finished": lambda s: _finished_deliveries(s, now - windows.delivered, batch),
         "deliveries_dead": lambda s: _dead_deliveries(s, now - windows.dead, batch),
+        "subscriptions": lambda s: _ended_subscriptions(s, now - windows.ended_subscriptions, batch),
+        "pull_points": lambda s: _pull_points(s, now - windows.ended_subscriptions, batch),
         "notifications": lambda s: _notifications(s, now - windows.notifications, batch),
+        "audit_records": lambda s: _audit_records(s, now - windows.audit, windows.audit_shipping, batch),
         "security_nonces": lambda s: _nonces(s, now, batch),
     }
     for kind, step in steps.items():
@@ -70,7 +97,7 @@ def purge(database: Database, windows: RetentionWindows, now: datetime, batch: i
                 by_key = step(session)
                 for key, deleted in by_key.items():
                     _count(session, key, deleted, now)
-            deleted = sum(by_key.values())
+            deleted = by_key.get(kind, sum(by_key.values()))  # a subscription batch also counts its deliveries
             purged.counts[kind] += deleted
             if deleted < batch:
                 break
@@ -114,6 +141,40 @@ def _notifications(session: Session, before: datetime, batch: int) -> dict[str, 
     return _tally(f"{NOTIFICATIONS_PREFIX}{row.topic_id}" for row in rows)
 
 
+def _ended_subscriptions(session: Session, before: datetime, batch: int) -> dict[str, int]:
+    ids = list(session.scalars(_locked(session, select(Subscription.id).where(
+        Subscription.status.in_(ENDED), Subscription.terminated_at < before).order_by(Subscription.id).limit(batch))))
+    if not ids:
+        return {}
+    states = session.scalars(select(Delivery.state).where(Delivery.subscription_id.in_(ids)))
+    counts = _tally(f"{DELIVERIES_PREFIX}{state}" for state in states)
+    session.execute(delete(Delivery).where(Delivery.subscription_id.in_(ids)))
+    session.execute(delete(SubscriptionTopic).where(SubscriptionTopic.subscription_id.in_(ids)))
+    session.execute(delete(Subscription).where(Subscription.id.in_(ids)))
+    return {**counts, "subscriptions": len(ids)}
+
+
+def _pull_points(session: Session, before: datetime, batch: int) -> dict[str, int]:
+    ids = list(session.scalars(_locked(session, select(PullPoint.id).where(
+        PullPoint.destroyed_at < before, ~exists().where(Subscription.pull_point_id == PullPoint.id))
+        .order_by(PullPoint.id).limit(batch))))
+    if not ids:
+        return {}
+    session.execute(delete(PullPoint).where(PullPoint.id.in_(ids)))
+    return {"pull_points": len(ids)}
+
+
+def _audit_records(session: Session, before: datetime, shipping: bool, batch: int) -> dict[str, int]:
+    query = select(AuditRecord.id).where(AuditRecord.created_at < before)
+    if shipping:
+        query = query.where(AuditRecord.shipped_at.is_not(None))
+    ids = list(session.scalars(_locked(session, query.order_by(AuditRecord.id).limit(batch))))
+    if not ids:
+        return {}
+    session.execute(delete(AuditRecord).where(AuditRecord.id.in_(ids)))
+    return {"audit_records": len(ids)}
+
+
 def _nonces(session: Session, now: datetime, batch: int) -> dict[str, int]:
     keys = list(session.scalars(select(NonceEntry.key).where(NonceEntry.expires_at < now).limit(batch)))
     if not keys:
@@ -140,6 +201,18 @@ def totals(session: Session) -> dict[str, tuple[int, datetime | None]]:
     """Rows deleted so far per key (``deliveries:<state>``, ``notifications:<topic id>``,
     ``security_nonces``) and when the last batch of each ran. A table of a few rows per topic and state."""
     return {row.kind: (int(row.rows), row.last_purge_at) for row in session.scalars(select(PurgeTotal))}
+
+
+def purged_by_table(session: Session) -> dict[str, int]:
+    """Rows deleted so far per table, for /metrics and ``hiem status``."""
+    by_key = {kind: rows for kind, (rows, _) in totals(session).items()}
+    tables = dict.fromkeys(("deliveries", "notifications", "subscriptions", "pull_points", "audit_records",
+                            "security_nonces"), 0)
+    for kind, rows in by_key.items():
+        table = kind.split(":", 1)[0]
+        if table in tables:
+            tables[table] += rows
+    return tables
 
 
 def purged_deliveries(session: Session) -> dict[str, int]:

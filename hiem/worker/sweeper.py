@@ -93,9 +93,10 @@ def sweep_once() -> tuple[int, int]:
 def purge_once() -> retention.Purged:
     """Delete what the retention windows no longer keep, in batches; logs what went."""
     rt = runtime()
-    window = rt.settings.retention
-    purged = retention.purge(rt.db, retention.RetentionWindows(window.delivered, window.dead, window.notifications),
-                             utcnow(), window.batch)
+    window, audit = rt.settings.retention, rt.settings.audit
+    windows = retention.RetentionWindows(window.delivered, window.dead, window.notifications, window.ended,
+                                         timedelta(days=audit.retention_days), audit.shipping)
+    purged = retention.purge(rt.db, windows, utcnow(), window.batch)
     if purged.total:
         log.info("retention purge deleted %s", ", ".join(f"{n} {kind.replace('_', ' ')}"
                                                          for kind, n in purged.counts.items() if n))

@@ -20,6 +20,7 @@ from tests.support import wsn
 from tests.support.consumer import RecordingConsumer
 from tests.support.faults import wait_until
 from tests.support.processes import ROOT
+from tests.support.services import fresh_postgres_database, require_redis
 
 pytestmark = pytest.mark.slow
 TOPIC = "nhin:GIPSE/Biosurveillance/Fever"
@@ -91,3 +92,49 @@ def _cli(env: dict[str, str], *args: str) -> str:
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+@pytest.mark.parametrize("mode", ["embedded", "distributed"])
+def test_ended_subscriptions_and_old_audit_records_are_purged_and_counted(tmp_path: Path, mode: str) -> None:
+    """What an agency left behind and what the audit trail no longer has to keep go too: neither table grows
+    with churn (the soak's finding). No repository is configured here, so no record waits for shipping."""
+    windows = {"HIEM_RETAIN_ENDED": "PT1S", "HIEM_AUDIT_RETENTION_DAYS": "0.00003",  # about 2.6 s
+               "HIEM_PURGE_INTERVAL": "1", "HIEM_SWEEP_INTERVAL": "0.5"}
+    if mode == "embedded":
+        broker = start_broker("embedded", tmp_path, **windows)
+        database = None
+    else:
+        database = fresh_postgres_database()
+        broker = start_broker("distributed", tmp_path, database.__enter__(), require_redis(), **windows)
+    engine = sa.create_engine(broker.env["HIEM_DATABASE_URL"], poolclass=NullPool)
+
+    def count(sql: str) -> int:
+        with engine.connect() as connection:
+            return int(connection.execute(sa.text(sql)).scalar() or 0)
+
+    try:
+        with RecordingConsumer() as consumer:
+            subscription = wsn.subscription_id(wsn.call(broker.url, "Subscribe",
+                                                        wsn.subscribe_body(consumer.url, topic=TOPIC)))
+            _publish(broker.url, 0)
+            consumer.wait_for(1, timeout=30)
+            gone = wsn.call(broker.url, "Unsubscribe", "<wsnt:Unsubscribe/>",
+                            headers=wsn.subscription_header(subscription))
+            assert gone.status_code == 200, gone.text
+        wait_until(lambda: count("SELECT count(*) FROM subscriptions") == 0, 30, "the ended subscription purged")
+        assert count("SELECT count(*) FROM deliveries") == 0  # its last delivery went with it
+        assert count("SELECT count(*) FROM subscription_topics") == 0
+        wait_until(lambda: count("SELECT count(*) FROM audit_records") == 0, 30, "old audit records purged")
+        metrics = httpx.get(f"{broker.url}/metrics", timeout=10).text
+        assert 'hiem_purged_rows_total{kind="subscriptions"} 1.0' in metrics, metrics
+        audited = count("SELECT rows FROM purge_totals WHERE kind = 'audit_records'")
+        assert audited >= 3  # Subscribe, Notify, delivery and Unsubscribe were each audited
+        assert f'hiem_purged_rows_total{{kind="audit_records"}} {float(audited)}' in \
+            httpx.get(f"{broker.url}/metrics", timeout=10).text
+        stats = _cli(broker.env, "db", "stats")
+        assert "subscriptions 1" in stats, stats
+    finally:
+        engine.dispose()
+        broker.stop()
+        if database is not None:
+            database.__exit__(None, None, None)

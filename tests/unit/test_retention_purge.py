@@ -13,10 +13,13 @@ from hiem.store import retention
 from hiem.store.db import Database
 from hiem.store.migrate import upgrade
 from hiem.store.models import (
+    AuditRecord,
     Delivery,
     NonceEntry,
     Notification,
+    PullPoint,
     Subscription,
+    SubscriptionTopic,
     TopicNamespaceRow,
     TopicRow,
 )
@@ -82,8 +85,8 @@ def test_finished_rows_go_when_their_window_ends_and_everything_in_play_stays(db
     # notifications 1, 2 and 6 lost their last delivery and are old: gone; the others are still needed
     assert left["notifications"] == [3, 4, 5, 7, 8]
     assert left["nonces"] == 1
-    assert purged.counts == {"deliveries_finished": 2, "deliveries_dead": 1, "notifications": 3,
-                             "security_nonces": 1}
+    assert purged.counts == {"deliveries_finished": 2, "deliveries_dead": 1, "subscriptions": 0, "pull_points": 0,
+                             "notifications": 3, "audit_records": 0, "security_nonces": 1}
     with db.session() as session:
         assert retention.purged_deliveries(session) == {"delivered": 1, "cancelled": 1, "dead": 1}
         assert retention.purged_notifications(session) == {1: 3}
@@ -120,3 +123,55 @@ def test_db_stats_counts_rows_and_finds_the_oldest(db: Database) -> None:
     assert stats["notifications"].rows == 2
     assert stats["notifications"].oldest is not None
     assert stats["deliveries"].rows == 0 and stats["deliveries"].oldest is None
+
+
+def _end(session, sub: str, status: str, when) -> None:  # type: ignore[no-untyped-def]
+    row = session.get(Subscription, sub)
+    row.status, row.terminated_at = status, when
+
+
+def test_ended_subscriptions_go_after_their_window_with_all_they_left(db: Database) -> None:
+    with db.session() as session:
+        session.add(Subscription(id="s3", consumer_address="http://c/", manager_address="http://m/",
+                                 topic_expression="t:a", dialect="d", created_at=OLD, pull_point_id="pp-gone"))
+        session.add_all([SubscriptionTopic(subscription_id=sub, topic_id=1) for sub in ("s1", "s2", "s3")])
+        session.add_all([PullPoint(id="pp-gone", created_at=OLD, destroyed_at=OLD),
+                         PullPoint(id="pp-live", created_at=OLD)])
+        _end(session, "s1", "unsubscribed", OLD)                # ended 40 days ago: goes
+        _end(session, "s2", "expired", NOW - timedelta(days=3))  # ended recently: stays for the operators
+        _end(session, "s3", "unsubscribed", OLD)                 # goes, and then its destroyed pull point
+        for nid in (1, 2, 3):
+            _notification(session, nid, OLD)
+        _delivery(session, 1, "s1", 1, "dead", NOW - timedelta(days=1))  # the latest, and dead: goes with s1
+        _delivery(session, 2, "s1", 2, "cancelled", OLD)
+        _delivery(session, 3, "s2", 1, "delivered", OLD)                 # s2's latest: stays
+    purged = retention.purge(db, WINDOWS, NOW, batch=100)
+    assert purged.counts["subscriptions"] == 2 and purged.counts["pull_points"] == 1
+    with db.session() as session:
+        assert sorted(session.scalars(select(Subscription.id))) == ["s2"]
+        assert sorted(session.scalars(select(SubscriptionTopic.subscription_id))) == ["s2"]
+        assert list(session.scalars(select(PullPoint.id))) == ["pp-live"]
+        assert retention.purged_deliveries(session) == {"dead": 1, "cancelled": 1}
+        assert retention.purged_by_table(session)["subscriptions"] == 2
+    assert _left(db) == {"deliveries": [("s2", 1, "delivered")], "notifications": [3], "nonces": 0}
+
+
+def _audit(session, rid: int, when, shipped: bool) -> None:  # type: ignore[no-untyped-def]
+    session.add(AuditRecord(id=rid, kind="k", outcome=0, event={}, created_at=when,
+                            shipped_at=when if shipped else None))
+
+
+@pytest.mark.parametrize("shipping, left", [(True, [2, 3]), (False, [3])])
+def test_audit_records_go_after_their_window_and_never_before_they_are_shipped(
+        db: Database, shipping: bool, left: list[int]) -> None:
+    with db.session() as session:
+        _audit(session, 1, OLD, shipped=True)
+        _audit(session, 2, OLD, shipped=False)   # the repository does not have it yet
+        _audit(session, 3, NOW, shipped=True)    # inside the window
+    windows = retention.RetentionWindows(WINDOWS.delivered, WINDOWS.dead, WINDOWS.notifications,
+                                         audit=timedelta(days=30), audit_shipping=shipping)
+    purged = retention.purge(db, windows, NOW, batch=1)  # one record per transaction
+    assert purged.counts["audit_records"] == 3 - len(left)
+    with db.session() as session:
+        assert sorted(session.scalars(select(AuditRecord.id))) == left
+        assert retention.purged_by_table(session)["audit_records"] == 3 - len(left)
