@@ -53,6 +53,8 @@ ORIGIN_QUEUE_LIMIT = 128
 #: and how long a claim given back waits before it is tried again
 BUSY_WAIT_SECONDS = 2.0
 BUSY_RETRY_SECONDS = 1.0
+#: how long one batch of outcomes is retried while the database is unreachable
+RECORD_RETRY_SECONDS = 30.0
 #: outcomes per recording transaction, and how long the recorder waits to fill one
 RECORD_BATCH = 500
 RECORD_LINGER_SECONDS = 0.02
@@ -274,13 +276,20 @@ class OutcomeRecorder(threading.Thread):
         return None
 
     def _flush(self, batch: list[Attempted]) -> None:
-        for attempt in range(5):
+        # Keep trying through a database restart (seconds): every outcome given up on is sent again.
+        deadline = time.monotonic() + RECORD_RETRY_SECONDS
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 self._write(batch)
                 return
             except SQLAlchemyError as exc:
-                log.warning("recording %d delivery outcomes failed (try %d): %s", len(batch), attempt + 1, exc)
-                time.sleep(min(5.0, 0.2 * 2 ** attempt))
+                log.warning("recording %d delivery outcomes failed (try %d): %s", len(batch), attempt, exc)
+                pause = min(5.0, 0.2 * 2 ** (attempt - 1))
+                if time.monotonic() + pause > deadline:
+                    break
+                time.sleep(pause)
             except Exception:
                 log.exception("recording %d delivery outcomes failed", len(batch))
                 break

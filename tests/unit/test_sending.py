@@ -129,6 +129,33 @@ def test_recorder_retries_a_failed_write_then_stops_cleanly() -> None:
     assert calls == [1, 1, 1], "the failed batch was written again, and the last one before stopping"
 
 
+def test_recorder_gives_up_at_its_deadline_without_a_last_pause(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from hiem.delivery import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "RECORD_RETRY_SECONDS", 1.0)
+    calls: list[float] = []
+
+    def down(batch: list[Attempted]) -> None:
+        calls.append(time.monotonic())
+        raise OperationalError("UPDATE", {}, Exception("server closed the connection"))
+
+    recorder = OutcomeRecorder(down)
+    with caplog.at_level(logging.ERROR, logger=pipeline_module.log.name):
+        recorder.start()
+        recorder.put(Attempted(claim(1), "http://a:80", status_code=200))
+        wait_for(lambda: "gave up recording 1 delivery outcomes" in caplog.text)
+        gave_up = time.monotonic()
+    recorder.stop()
+    # tries at 0, 0.2 and 0.6 s; the next pause (0.8 s) would pass the deadline, so it gives up at once
+    assert len(calls) == 3
+    assert gave_up - calls[-1] < 0.5, "no pause after the last try"
+
+
 def test_claims_of_an_origin_parked_meanwhile_go_back_until_the_park_ends(pipeline) -> None:  # type: ignore[no-untyped-def]
     gate = threading.Event()
     sent: list[int] = []
