@@ -47,11 +47,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-#: the short retention windows (hiem.config: HIEM_RETAIN_*, HIEM_PURGE_INTERVAL, HIEM_MAX_AGE, HIEM_PULL_MAX_AGE)
+#: the short retention windows (hiem.config: HIEM_RETAIN_*, HIEM_AUDIT_RETENTION_DAYS, HIEM_PURGE_INTERVAL,
+#: HIEM_MAX_AGE, HIEM_PULL_MAX_AGE)
 RETENTION_ENV = {
     "HIEM_RETAIN_DELIVERED": "PT60S",
     "HIEM_RETAIN_DEAD": "PT120S",
     "HIEM_RETAIN_NOTIFICATIONS": "PT60S",
+    "HIEM_RETAIN_ENDED": "PT120S",
+    "HIEM_AUDIT_RETENTION_DAYS": f"{120 / 86400:.7f}",  # 120 s
     "HIEM_PURGE_INTERVAL": "5",
     "HIEM_MAX_AGE": "30",
     "HIEM_PULL_MAX_AGE": "PT60S",
