@@ -3,6 +3,8 @@
 Why a custom collector and not in-process counters: hiem runs as several web and worker processes, and
 a counter incremented in one of them is invisible to a scrape of another. The database is shared by all,
 so any process answers for the whole deployment; scrape one web process (or the load balancer), not each.
+A scrape costs the same whatever the history holds: finished deliveries and received notifications come
+from the sweeper's tallies plus the last minutes (:mod:`hiem.store.tallies`), the rest is what is in play.
 
 Families (``hiem_`` prefix):
 
@@ -38,16 +40,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from hiem.audit import records as audit_records
 from hiem.clock import utcnow
 from hiem.ops import stats
 from hiem.ops.queue import QueueMonitor
-from hiem.store import retention
+from hiem.store import retention, tallies
 from hiem.store.db import Database
-from hiem.store.models import DeliveryState, Notification, TopicNamespaceRow, TopicRow
+from hiem.store.models import DeliveryState, TopicNamespaceRow, TopicRow
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +92,14 @@ class HiemCollector(Collector):
     def _from_database(self) -> Iterator[Metric]:
         now = utcnow()
         with self.db.session() as session:
-            kept = dict(session.execute(select(Notification.topic_id, func.count())
-                                        .group_by(Notification.topic_id)).all())
-            purged_notifications = retention.purged_notifications(session)
+            by_topic = tallies.received(session)
             names = {row.id: (row.uri, row.path) for row in session.execute(
                 select(TopicRow.id, TopicNamespaceRow.uri, TopicRow.path)
                 .join(TopicNamespaceRow, TopicNamespaceRow.id == TopicRow.namespace_id)
-                .where(TopicRow.id.in_(set(kept) | set(purged_notifications))))}
-            received = [(*names[topic], kept.get(topic, 0) + purged_notifications.get(topic, 0))
-                        for topic in sorted(names)]
-            by_state = stats.deliveries_by_state(session)
-            purged_deliveries = retention.purged_deliveries(session)
+                .where(TopicRow.id.in_(set(by_topic))))}
+            received = [(*names[topic], by_topic[topic]) for topic in sorted(names)]
+            deliveries = tallies.deliveries(session)
+            by_state = deliveries.by_state
             purged_tables = retention.purged_by_table(session)
             recent = stats.recent_deliveries(session, now)
             subscriptions = stats.subscriptions_by_status(session)
@@ -116,7 +115,7 @@ class HiemCollector(Collector):
         completed = CounterMetricFamily("hiem_deliveries_completed",
                                         "Deliveries that reached a final state (delivered or cancelled)",
                                         labels=["outcome"])
-        yield self._labelled(completed, ((o, by_state[o] + purged_deliveries.get(o, 0)) for o in FINAL_OUTCOMES))
+        yield self._labelled(completed, ((o, deliveries.completed[o]) for o in FINAL_OUTCOMES))
         purged = CounterMetricFamily("hiem_purged_rows", "Rows deleted by the retention purge", labels=["kind"])
         yield self._labelled(purged, purged_tables.items())
         yield GaugeMetricFamily("hiem_dead_letters", "Dead deliveries awaiting redelivery",

@@ -3,10 +3,11 @@
 Why from the database: it is the one place every web and worker process writes to, so any process can
 answer for the whole deployment (in-process counters would each see a fraction).
 
-Time-windowed figures (accepted per minute, latency, attempts) read only the newest ``RECENT_ROWS`` rows
-by primary key: the tables have no index on their timestamps, and a bounded primary-key range scan keeps
-a scrape cheap however large the history grows. When the window is full the figures are a lower bound
-and say so (``window_full``).
+Time-windowed figures (accepted per minute, latency, attempts) read their window through the timestamp
+indexes (``notifications.received_at``, ``deliveries (state, updated_at)``), newest first and at most
+``RECENT_ROWS`` rows: a read costs what the window holds, capped, however large the history grows. When
+the cap is reached the figures are a lower bound and say so (``window_full``). Counts by state and the
+counters come from :mod:`hiem.store.tallies`, which does not read the history either.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from hiem.audit import records as audit_records
 from hiem.clock import utcnow
-from hiem.store import retention
+from hiem.store import retention, tallies
 from hiem.store.db import as_utc
 from hiem.store.models import Consumer, Delivery, DeliveryState, Notification, Subscription
 
@@ -52,14 +53,15 @@ class Accepted:
 
 
 def accepted_per_minute(session: Session, now: datetime, minutes: int = MINUTES) -> Accepted:
-    floor = (session.scalar(select(func.max(Notification.id))) or 0) - RECENT_ROWS
     edges = [now - timedelta(minutes=i) for i in range(1, minutes + 1)]
+    window = (select(Notification.received_at.label("at")).where(Notification.received_at >= edges[-1])
+              .order_by(Notification.received_at.desc()).limit(RECENT_ROWS).subquery())
     # cumulative[i] = accepted since edges[i]; one portable query, no per-dialect date truncation
-    columns = [func.coalesce(func.sum(case((Notification.received_at >= edge, 1), else_=0)), 0) for edge in edges]
-    row = session.execute(select(func.count(), *columns).where(Notification.id > floor)).one()
+    columns = [func.coalesce(func.sum(case((window.c.at >= edge, 1), else_=0)), 0) for edge in edges]
+    row = session.execute(select(func.count(), *columns).select_from(window)).one()
     scanned, cumulative = row[0], list(row[1:])
     per_minute = [cumulative[0]] + [cumulative[i] - cumulative[i - 1] for i in range(1, minutes)]
-    return Accepted(list(reversed([int(v) for v in per_minute])), window_full=floor > 0 and scanned >= RECENT_ROWS)
+    return Accepted(list(reversed([int(v) for v in per_minute])), window_full=scanned >= RECENT_ROWS)
 
 
 @dataclass(frozen=True)
@@ -80,30 +82,29 @@ class Recent:
 
 
 def recent_deliveries(session: Session, now: datetime, window: float = LATENCY_WINDOW_SECONDS) -> Recent:
-    floor = (session.scalar(select(func.max(Delivery.id))) or 0) - RECENT_ROWS
     since = now - timedelta(seconds=window)
-    rows = session.execute(
-        select(Delivery.state, Delivery.attempts, Delivery.delivered_at, Notification.received_at)
-        .join(Notification, Notification.id == Delivery.notification_id)
-        .where(Delivery.id > floor, Delivery.state.in_(FINISHED), Delivery.updated_at >= since)
-    ).all()
-    latencies, attempts = [], []
-    for state, tries, delivered_at, received_at in rows:
-        attempts.append(int(tries))
-        if state == DeliveryState.DELIVERED.value and delivered_at is not None:
-            latencies.append(max(0.0, (as_utc(delivered_at) - as_utc(received_at)).total_seconds()))
-    scanned = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.id > floor)) or 0
-    return Recent(latencies, attempts, window_full=floor > 0 and scanned >= RECENT_ROWS)
+    latencies, attempts, full = [], [], False
+    for state in FINISHED:  # one index range per state, newest first: the (state, updated_at) index's order
+        rows = session.execute(
+            select(Delivery.attempts, Delivery.delivered_at, Notification.received_at)
+            .join(Notification, Notification.id == Delivery.notification_id)
+            .where(Delivery.state == state, Delivery.updated_at >= since)
+            .order_by(Delivery.updated_at.desc()).limit(RECENT_ROWS)).all()
+        full = full or len(rows) >= RECENT_ROWS
+        for tries, delivered_at, received_at in rows:
+            attempts.append(int(tries))
+            if state == DeliveryState.DELIVERED.value and delivered_at is not None:
+                latencies.append(max(0.0, (as_utc(delivered_at) - as_utc(received_at)).total_seconds()))
+    return Recent(latencies, attempts, window_full=full)
 
 
 def deliveries_by_state(session: Session) -> dict[str, int]:
-    counts = dict.fromkeys((s.value for s in DeliveryState), 0)
-    for state, count in session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)):
-        counts[state] = int(count)
-    return counts
+    return tallies.deliveries(session).by_state
 
 
 def subscriptions_by_status(session: Session) -> dict[str, int]:
+    """A group-by over the table: it holds live subscriptions and those ended within HIEM_RETAIN_ENDED
+    (the purge deletes older ones), so it grows with the deployment, not with its history."""
     from hiem.store.models import SubscriptionStatus
 
     counts = dict.fromkeys((s.value for s in SubscriptionStatus), 0)

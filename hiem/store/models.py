@@ -122,7 +122,8 @@ class SubscriptionTopic(Base):
 
 class Notification(Base):
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_fanout", "fanout_state", "fanout_enqueued_at"),)
+    __table_args__ = (Index("ix_notifications_fanout", "fanout_state", "fanout_enqueued_at"),
+                      Index("ix_notifications_received", "received_at"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     message_id: Mapped[str | None] = mapped_column(String(512))
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
@@ -233,6 +234,16 @@ class PurgeTotal(Base):
     kind: Mapped[str] = mapped_column(String(64), primary_key=True)
     rows: Mapped[int] = mapped_column(BigInteger, default=0)
     last_purge_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class HistoryTally(Base):
+    """Rows that reached a final delivery state, or were received on a topic, with a timestamp up to
+    ``through``, kept or purged since (folded by the sweeper: hiem.store.tallies)."""
+
+    __tablename__ = "history_tallies"
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    through: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AuthorizationRule(Base):

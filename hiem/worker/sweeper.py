@@ -5,7 +5,8 @@
 * held deliveries of a resumed subscription whose in-order drain was lost (its task failed, or was
   never enqueued after the resume committed);
 
-and every ``HIEM_PURGE_INTERVAL`` it deletes what the retention windows no longer keep
+and every ``HIEM_PURGE_INTERVAL`` it folds what finished into the operators' tallies
+(:mod:`hiem.store.tallies`), then deletes what the retention windows no longer keep
 (:mod:`hiem.store.retention`).
 
 It runs as a thread in every worker process (and in ``hiem serve`` in embedded mode). Several sweepers
@@ -31,7 +32,7 @@ from hiem.delivery.policy import AddressNotAllowed, resolve_checked
 from hiem.durations import parse_duration
 from hiem.errors import DeliveryError
 from hiem.store import deliveries as store
-from hiem.store import pullpoints, retention, subscriptions
+from hiem.store import pullpoints, retention, subscriptions, tallies
 from hiem.worker.runtime import runtime
 from hiem.wsn import endpoint_checks
 
@@ -130,6 +131,8 @@ class Sweeper(threading.Thread):
                 sweep_once()
                 if time.monotonic() - last_purge >= runtime().settings.retention.interval:
                     last_purge = time.monotonic()
+                    # first, so the purge never deletes a finished row the tallies have not counted yet
+                    tallies.fold(runtime().db, utcnow(), tallies.settle_margin(runtime().settings.retention))
                     purge_once()
             except SQLAlchemyError as exc:
                 log.warning("sweeper: database unavailable: %s", exc)
