@@ -8,6 +8,8 @@
     python -m bench --only baselines,matching --modes distributed
     python -m bench --only baselines,subscribe   # Subscribe against (b) alone, both modes
     python -m bench --only baselines,durability  # embedded SQLite synchronous=FULL against NORMAL
+    python -m bench --only operator-reads --out bench/results/operator-reads
+                                 # /metrics, /ops, hiem status at 10k and 5M delivery rows (PostgreSQL)
 
 What each figure means and how it is measured: docs/performance.md.
 """
@@ -27,12 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, matching, micro, report, suite
+from bench import harness, matching, micro, operator_reads, report, suite
 
 SECTIONS = ("baselines", "signing", "modes", "subscribe", "durability", "default_limit", "matching", "options",
-            "profile")
-#: sections a plain run leaves out: "profile" is slow, "subscribe" repeats what "modes" measures
-_ON_REQUEST = {"profile", "subscribe"}
+            "profile", "operator-reads")
+#: sections a plain run leaves out: "profile" is slow, "subscribe" repeats what "modes" measures,
+#: "operator-reads" generates 5M rows (minutes)
+_ON_REQUEST = {"profile", "subscribe", "operator-reads"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["services"] = {k: v or "ok" for k, v in missing.items()}
         distributed_ok = not missing["postgresql"] and not missing["redis"]
         for key in ("baselines", "signing", "subscribe", "durability", "fanout", "publisher_latency", "memory",
-                    "matching", "options", "fanout_default_limit", "profile", "errors"):
+                    "matching", "options", "fanout_default_limit", "profile", "operator_reads", "errors"):
             results.setdefault(key, {})
 
         def section(name: str, key: str, fn, *fn_args):  # type: ignore[no-untyped-def]
@@ -149,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 results["matching"]["postgresql"] = {"skipped": missing["postgresql"]}
             results["matching"]["sqlite"] = section("matching (SQLite)", "matching.sqlite", _matching_sqlite)
+        if "operator-reads" in wanted:
+            results["operator_reads"] = {"skipped": missing["postgresql"]} if missing["postgresql"] else section(
+                "operator reads against history size (PostgreSQL)", "operator_reads",
+                lambda c: operator_reads.run(harness.fresh_postgres, log=c.log)) or {}
         if not results["errors"]:
             del results["errors"]
         results["targets"] = report.targets(results, plan)

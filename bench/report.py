@@ -9,6 +9,11 @@ RSS_LIMIT_MB = 300.0
 RSS_FLAT_RATIO = 1.3
 #: publisher latency counts as "the same" up to this ratio even when two halves of one series agree better
 LATENCY_TOLERANCE = 1.2
+#: an operator read "independent of history size": 500 times the rows may cost at most this much more
+READS_FLAT_RATIO = 1.5
+OPERATOR_READS = (("metrics", "/metrics scrape"), ("ops_overview", "/ops overview page"),
+                  ("snapshot", "hiem status numbers (stats.snapshot, in process)"),
+                  ("status_cli", "hiem status --json (a new process)"))
 
 
 def server_versions() -> dict[str, str | None]:
@@ -87,6 +92,11 @@ def targets(results: dict[str, Any], plan: Any) -> list[dict[str, Any]]:
             label = f"{sizes[-1]:,}/{sizes[0]:,}" if sizes else ""
             found.append(_target(f"matching {database} {label} subscriptions, time ratio", entry["ratio"], "< 2",
                                  entry["ratio"] is not None and entry["ratio"] < 2))
+    reads = results.get("operator_reads") or {}
+    for key, label in OPERATOR_READS if reads.get("ratio") else ():
+        sizes = sorted(int(s) for s in reads["sizes"])
+        found.append(_target(f"{label} p50, {sizes[-1]:,}/{sizes[0]:,} delivery rows", reads["ratio"][key],
+                             f"< {READS_FLAT_RATIO}", reads["ratio"][key] < READS_FLAT_RATIO))
     for mode, memory in results.get("memory", {}).items():
         if not isinstance(memory, dict) or not memory.get("by_n"):
             continue
@@ -221,6 +231,14 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_fmt(round(signing['ceiling_signed_build_per_second'] / a, 3))}", "-")
     elif signing:
         row("signing", "-", "-", "not measured: " + signing.get("reason", ""), "", "", "")
+    reads = results.get("operator_reads") or {}
+    for n, size in reads.get("sizes", {}).items():
+        for key, label in OPERATOR_READS:
+            entry = size[key]
+            row(f"{label}, p50 (min-max of {entry['repeats']})", "postgresql", f"{_fmt(int(n))} deliveries",
+                f"{_fmt(entry['p50_ms'])} ms ({_fmt(entry['min_ms'])}-{_fmt(entry['max_ms'])})", "", "", "-")
+    for key, label in OPERATOR_READS if reads.get("ratio") else ():
+        row(f"{label}: largest / smallest", "postgresql", "", "", "", _fmt(reads["ratio"][key]), "")
     lines += ["", "| target | value | wanted | met |", "|---|---|---|---|"]
     for target in results.get("targets", []):
         met = {True: "yes", False: "**no**", None: "-"}[target["met"]]
