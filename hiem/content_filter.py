@@ -4,10 +4,11 @@
   dialect, or an expression that does not compile, is InvalidMessageContentExpressionFault.
 * The expression is compiled at Subscribe time with the namespace context of the MessageContent
   element, so a broken filter is refused then, never discovered per message.
-* Evaluation runs in a separate sandbox process with a time limit per evaluation: lxml cannot be
-  interrupted from Python, so a pathological expression (nested ``//`` predicates over a large message)
-  is stopped by killing the sandbox, which is then restarted. A filter that times out or fails does not
-  match (never "matches everything"), and the event is logged.
+* Evaluation runs in sandbox processes (as many as cores), a notification's filters in batches, one
+  round trip per batch, with a time limit per evaluation: lxml cannot be interrupted from Python, so a
+  pathological expression (nested ``//`` predicates over a large message) is stopped by killing its
+  sandbox, which is then restarted. A filter that times out or fails does not match (never "matches
+  everything"), and its :class:`Verdict` says why, for the caller to record where an operator sees it.
 * The context node is the wsnt:Message element's child (the application payload); the filter matches
   when the expression's boolean value is true.
 """
@@ -17,7 +18,12 @@ from __future__ import annotations
 import copy
 import logging
 import multiprocessing
+import os
+import queue
 import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -67,22 +73,37 @@ def _sandbox_main(conn: Connection) -> None:  # runs in the sandbox process
     conn.send("ready")  # start-up (a fresh interpreter) must not count against an evaluation's time limit
     while True:
         try:
-            expression, namespaces, message_xml = conn.recv()
+            message_xml, filters = conn.recv()
         except EOFError:
             return
         try:
-            key = (expression, tuple(sorted(namespaces.items())))
-            if key not in compiled:
-                compiled[key] = etree.XPath(expression, namespaces=namespaces)
             payload = _payload(message_xml)
-            conn.send(bool(compiled[key](payload)) if payload is not None else False)
-        except Exception as exc:  # report, the caller decides (no match)
-            conn.send(exc.__class__.__name__)
+        except Exception as exc:
+            payload, broken = None, exc.__class__.__name__
+        else:
+            broken = ""
+        for expression, namespaces in filters:  # one answer per filter, as soon as it is known
+            try:
+                if broken:
+                    raise ValueError(f"message not parsed ({broken})")
+                key = (expression, tuple(sorted(namespaces.items())))
+                if key not in compiled:
+                    compiled[key] = etree.XPath(expression, namespaces=namespaces)
+                conn.send(bool(compiled[key](payload)) if payload is not None else False)
+            except Exception as exc:  # reported; the caller records it
+                conn.send(f"{exc.__class__.__name__}: {exc}"[:300])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A filter's answer for one message; ``error`` says why it could not be evaluated (then no match)."""
+
+    matched: bool
+    error: str | None = None
 
 
 class _Sandbox:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._process: Any = None
         self._conn: Connection | None = None
 
@@ -105,35 +126,70 @@ class _Sandbox:
             self._conn.close()
         self._process = self._conn = None
 
-    def evaluate(self, expression: str, namespaces: dict[str, str], message_xml: bytes, timeout: float) -> bool:
-        with self._lock:
+    def evaluate(self, filters: Sequence[tuple[str, dict[str, str]]], message_xml: bytes,
+                 timeout: float) -> list[Verdict]:
+        """Every filter against one message, one round trip for the lot; a filter that overruns ``timeout``
+        has its sandbox killed, and the rest go to a fresh one."""
+        verdicts: list[Verdict] = []
+        while len(verdicts) < len(filters):
+            rest = filters[len(verdicts):]
             if self._process is None or not self._process.is_alive():
                 try:
                     self._start()
                 except (RuntimeError, OSError):
-                    log.error("MessageContent filter %r not evaluated: the XPath sandbox cannot start", expression)
-                    return False
+                    return verdicts + [Verdict(False, "the XPath sandbox cannot start")] * len(rest)
             assert self._conn is not None
             try:
-                self._conn.send((expression, namespaces, message_xml))
-                if not self._conn.poll(timeout):
-                    log.warning("MessageContent filter %r exceeded %.2fs; stopped (no match)", expression, timeout)
-                    self._kill()
-                    return False
-                answer = self._conn.recv()
+                self._conn.send((message_xml, list(rest)))
+                for _ in rest:
+                    if not self._conn.poll(timeout):
+                        self._kill()
+                        verdicts.append(Verdict(False, f"evaluation exceeded {timeout:.2f} s and was stopped"))
+                        break
+                    answer = self._conn.recv()
+                    verdicts.append(Verdict(False, answer) if isinstance(answer, str) else Verdict(bool(answer)))
             except (EOFError, OSError):
-                log.warning("the XPath sandbox died evaluating %r; restarted (no match)", expression)
                 self._kill()
-                return False
-        if isinstance(answer, str):
-            log.warning("MessageContent filter %r failed (%s); no match", expression, answer)
-            return False
-        return bool(answer)
+                verdicts.append(Verdict(False, "the XPath sandbox died evaluating it"))
+        return verdicts
 
 
-_sandbox = _Sandbox()
+class _Pool:
+    """As many sandboxes as cores, each used by one thread at a time."""
+
+    def __init__(self) -> None:
+        self._free: queue.SimpleQueue[_Sandbox] = queue.SimpleQueue()
+        self.size = max(1, os.cpu_count() or 1)
+        for _ in range(self.size):
+            self._free.put(_Sandbox())
+        self._threads = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="hiem-xpath")
+
+    def _run(self, filters: Sequence[tuple[str, dict[str, str]]], message_xml: bytes,
+             timeout: float) -> list[Verdict]:
+        sandbox = self._free.get()
+        try:
+            return sandbox.evaluate(filters, message_xml, timeout)
+        finally:
+            self._free.put(sandbox)
+
+    def evaluate(self, filters: Sequence[tuple[str, dict[str, str]]], message_xml: bytes,
+                 timeout: float) -> list[Verdict]:
+        if not filters:
+            return []
+        share = -(-len(filters) // self.size)
+        parts = [filters[i:i + share] for i in range(0, len(filters), share)]
+        return [v for part in self._threads.map(lambda f: self._run(f, message_xml, timeout), parts) for v in part]
 
 
-def matches_message(expression: str, namespaces: dict[str, str], message_xml: bytes,
-                    timeout: float = EVALUATION_TIMEOUT) -> bool:
-    return _sandbox.evaluate(expression, namespaces, message_xml, timeout)
+_pool: _Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def evaluate_filters(filters: Sequence[tuple[str, dict[str, str]]], message_xml: bytes,
+                     timeout: float = EVALUATION_TIMEOUT) -> list[Verdict]:
+    """The verdict of each (expression, namespaces) filter on one notification message, in order."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = _Pool()  # first use: a process that never sees a filter starts no sandbox
+    return _pool.evaluate(filters, message_xml, timeout)

@@ -105,6 +105,7 @@ class HiemCollector(Collector):
             subscriptions = stats.subscriptions_by_status(session)
             parked = stats.parked_consumers(session, now)
             backlog = audit_records.backlog(session)
+            filter_failures = stats.filter_failures(session)
         counter = CounterMetricFamily("hiem_notifications_received", "Notifications accepted, by topic",
                                       labels=["topic"])
         for namespace, path, count in received:
@@ -131,6 +132,9 @@ class HiemCollector(Collector):
         yield GaugeMetricFamily("hiem_parked_consumers", "Consumer origins parked by the circuit breaker",
                                 value=parked)
         yield GaugeMetricFamily("hiem_audit_backlog", "Audit records not yet shipped", value=backlog)
+        yield CounterMetricFamily("hiem_filter_failures", "MessageContent filter evaluations that failed "
+                                  "(timeout, error): the notification was not sent to that subscription",
+                                  value=float(filter_failures))
         yield self._labelled(GaugeMetricFamily("hiem_subscriptions", "Subscriptions by status", labels=["status"]),
                              subscriptions.items())
 

@@ -113,6 +113,12 @@ def subscriptions_by_status(session: Session) -> dict[str, int]:
     return counts
 
 
+def filter_failures(session: Session) -> int:
+    """Failed MessageContent evaluations so far: on live subscriptions plus those purged with theirs."""
+    live = session.scalar(select(func.sum(Subscription.filter_failures))) or 0
+    return int(live) + retention.totals(session).get(retention.FILTER_FAILURES, (0, None))[0]
+
+
 def parked_consumers(session: Session, now: datetime) -> int:
     return session.scalar(select(func.count()).select_from(Consumer).where(Consumer.parked_until > now)) or 0
 

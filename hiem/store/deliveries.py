@@ -14,6 +14,7 @@ can never deliver the same row twice concurrently: the loser's UPDATE matches no
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,7 +30,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -79,88 +79,115 @@ def record_notification(session: Session, new: NewNotification) -> Notification:
     return row
 
 
-_FANOUT_LOCK = 0x68696566  # PostgreSQL advisory lock key: one fan-out at a time, in accept order
+#: PostgreSQL advisory lock space (the first key; the topic id is the second): fan-outs per topic in turn
+_TOPIC_FANOUT_LOCK = 0x68696566
 
 
-def fan_out(session: Session, notification_id: int) -> list[int]:
-    """Fan out every pending notification up to ``notification_id``, oldest first; returns their ids.
+def fan_out(session: Session, notification_id: int,
+            filtered: Callable[[Notification, list[FilterRow]], list[str]] | None = None) -> list[int]:
+    """Fan out a pending notification, after any older one still pending on its topic; returns the ids
+    fanned out, oldest first (``[]`` when a redelivered task finds the work done).
 
-    Per notification, one INSERT ... SELECT from the compiled topic index creates a pending delivery per
-    matching subscription with the subscription's next sequence number: nothing is loaded into Python,
-    and a re-run (redelivered task) finds the notification done. Fan-outs are serialized (advisory lock
-    on PostgreSQL; SQLite serializes writers anyway) and run in id order, so sequence numbers are
-    gap-free and follow the order in which the broker accepted the notifications.
+    One statement per notification creates a pending delivery per matching subscription, numbered from
+    the subscription's own counter (``last_sequence``, incremented in the same statement): nothing is
+    loaded into Python and numbers are gap-free per subscription. There is no global lock:
+
+    * fan-outs of one topic take turns (a transaction-scoped advisory lock on the topic), so its
+      notifications are numbered in the order the broker accepted them;
+    * matching subscription rows are locked in id order, so fan-outs of different topics that share
+      subscribers (wildcards) cannot deadlock, and wait only for the rows they share;
+    * fan-outs over disjoint subscriber sets run side by side.
+
+    ``filtered`` evaluates the MessageContent filters of the candidates that have one and returns the ids
+    that match; it runs before any subscription row is locked. Without it filtered subscriptions get nothing.
     """
+    topic_id = session.scalar(select(Notification.topic_id).where(
+        Notification.id == notification_id, Notification.fanout_state == FanoutState.PENDING.value))
+    if topic_id is None:
+        return []
     if session.bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FANOUT_LOCK})
-    pending = list(session.scalars(
-        select(Notification.id).where(Notification.fanout_state == FanoutState.PENDING.value,
-                                      Notification.id <= notification_id).order_by(Notification.id)))
-    for nid in pending:
-        _fan_out_one(session, session.get(Notification, nid))
-    return pending
+        session.execute(select(func.pg_advisory_xact_lock(_TOPIC_FANOUT_LOCK, topic_id)))
+    pending = list(session.scalars(select(Notification).where(
+        Notification.topic_id == topic_id, Notification.fanout_state == FanoutState.PENDING.value,
+        Notification.id <= notification_id).order_by(Notification.id)))
+    for notification in pending:
+        now = utcnow()
+        candidates = filter_candidates(session, topic_id, now)
+        matched_filters = filtered(notification, candidates) if filtered is not None and candidates else []
+        _number_and_insert(session, notification, now, matched_filters)
+        notification.matched = session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.notification_id == notification.id)) or 0
+        notification.fanout_state = FanoutState.DONE.value
+        notification.fanout_done_at = now
+    return [notification.id for notification in pending]
 
 
-def _fan_out_one(session: Session, notification: Notification) -> None:
-    now = utcnow()
+def _receiving(topic_id: int, now: datetime):  # type: ignore[no-untyped-def]
+    return and_(SubscriptionTopic.topic_id == topic_id, Subscription.status.in_(_RECEIVING),
+                or_(Subscription.termination_time.is_(None), Subscription.termination_time > now))
+
+
+@dataclass(frozen=True)
+class FilterRow:
+    subscription_id: str
+    expression: str
+    namespaces: dict[str, str]
+    consumer_address: str
+    manager_address: str
+    topic_expression: str
+
+
+def filter_candidates(session: Session, topic_id: int, now: datetime) -> list[FilterRow]:
+    """The receiving subscriptions on a topic that have a MessageContent filter."""
+    rows = session.execute(
+        select(Subscription.id, Subscription.message_filter, Subscription.message_filter_namespaces,
+               Subscription.consumer_address, Subscription.manager_address, Subscription.topic_expression)
+        .join(SubscriptionTopic, SubscriptionTopic.subscription_id == Subscription.id)
+        .where(_receiving(topic_id, now), Subscription.message_filter.is_not(None))
+        .order_by(Subscription.id)).all()
+    return [FilterRow(sid, expression, namespaces or {}, consumer, manager, topic)
+            for sid, expression, namespaces, consumer, manager, topic in rows]
+
+
+def note_filter_failure(session: Session, subscription_id: str, error: str, now: datetime) -> None:
+    session.execute(update(Subscription).where(Subscription.id == subscription_id).values(
+        filter_failures=Subscription.filter_failures + 1, filter_failed_at=now, filter_error=error[:512]))
+
+
+def _number_and_insert(session: Session, notification: Notification, now: datetime, filtered: list[str]) -> None:
     when = bindparam("now", now, type_=DateTime(timezone=True))
-    previous = select(func.coalesce(func.max(Delivery.sequence), 0) + 1).where(
-        Delivery.subscription_id == SubscriptionTopic.subscription_id).scalar_subquery()
-    matches = (
-        select(
-            literal(notification.id, Integer), SubscriptionTopic.subscription_id, previous,
+    chosen = (select(Subscription.id)
+              .join(SubscriptionTopic, SubscriptionTopic.subscription_id == Subscription.id)
+              .where(_receiving(notification.topic_id, when),
+                     or_(Subscription.message_filter.is_(None),
+                         Subscription.id.in_(bindparam("filtered", filtered, expanding=True)))))
+    columns = ["notification_id", "subscription_id", "sequence", "state", "attempts", "created_at", "updated_at"]
+
+    def rows(numbered):  # type: ignore[no-untyped-def]
+        return select(
+            literal(notification.id, Integer), numbered.c.id, numbered.c.last_sequence,
             # a paused subscription's deliveries are held from the start: nothing can send them early
-            case((Subscription.pull_point_id.is_not(None), literal(S.STORED.value, String)),
-                 (Subscription.status == SubscriptionStatus.PAUSED.value, literal(S.HELD.value, String)),
+            case((numbered.c.pull_point_id.is_not(None), literal(S.STORED.value, String)),
+                 (numbered.c.status == SubscriptionStatus.PAUSED.value, literal(S.HELD.value, String)),
                  else_=literal(S.PENDING.value, String)),
-            literal(0, Integer), when, when,
-        )
-        .join(Subscription, Subscription.id == SubscriptionTopic.subscription_id)
-        .where(
-            SubscriptionTopic.topic_id == notification.topic_id,
-            Subscription.status.in_(_RECEIVING),
-            Subscription.message_filter.is_(None),
-            or_(Subscription.termination_time.is_(None), Subscription.termination_time > when),
-        )
-    )
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(Delivery).from_select(
-        ["notification_id", "subscription_id", "sequence", "state", "attempts", "created_at", "updated_at"], matches
-    ).on_conflict_do_nothing(index_elements=["notification_id", "subscription_id"]))
-    _fan_out_filtered(session, notification, now)
-    notification.matched = session.scalar(select(func.count()).select_from(Delivery).where(
-        Delivery.notification_id == notification.id)) or 0
-    notification.fanout_state = FanoutState.DONE.value
-    notification.fanout_done_at = now
+            literal(0, Integer), when, when)
 
-
-def _fan_out_filtered(session: Session, notification: Notification, now: datetime) -> None:
-    """Subscriptions with a MessageContent filter: evaluated in Python, in keyset batches."""
-    from hiem.content_filter import matches_message
-
-    after = ""
-    while True:
-        batch = session.execute(
-            select(Subscription.id, Subscription.message_filter, Subscription.message_filter_namespaces,
-                   Subscription.status, Subscription.pull_point_id)
-            .join(SubscriptionTopic, SubscriptionTopic.subscription_id == Subscription.id)
-            .where(SubscriptionTopic.topic_id == notification.topic_id, Subscription.status.in_(_RECEIVING),
-                   Subscription.message_filter.is_not(None), Subscription.id > after,
-                   or_(Subscription.termination_time.is_(None), Subscription.termination_time > now))
-            .order_by(Subscription.id).limit(500)).all()
-        if not batch:
-            return
-        for subscription_id, expression, namespaces, status, pull_point in batch:
-            if matches_message(expression, namespaces or {}, notification.message_xml):
-                sequence = (session.scalar(select(func.max(Delivery.sequence)).where(
-                    Delivery.subscription_id == subscription_id)) or 0) + 1
-                state = S.STORED.value if pull_point else (
-                    S.HELD.value if status == SubscriptionStatus.PAUSED.value else S.PENDING.value)
-                session.add(Delivery(notification_id=notification.id, subscription_id=subscription_id,
-                                     sequence=sequence, state=state, attempts=0,
-                                     created_at=now, updated_at=now))
-        session.flush()
-        after = batch[-1][0]
+    if session.bind.dialect.name == "postgresql":
+        # lock in id order, then count up and insert in the same statement
+        locked = chosen.order_by(Subscription.id).with_for_update(of=Subscription).cte("locked")
+        numbered = (update(Subscription).where(Subscription.id == locked.c.id)
+                    .values(last_sequence=Subscription.last_sequence + 1)
+                    .returning(Subscription.id, Subscription.last_sequence, Subscription.status,
+                               Subscription.pull_point_id).cte("numbered"))
+        session.execute(postgresql.insert(Delivery).from_select(columns, rows(numbered)))
+        return
+    # SQLite has one writer at a time and no UPDATE in a WITH clause: two statements see the same rows
+    ids = chosen.scalar_subquery()
+    session.execute(update(Subscription).where(Subscription.id.in_(ids))
+                    .values(last_sequence=Subscription.last_sequence + 1))
+    numbered = (select(Subscription.id, Subscription.last_sequence, Subscription.status, Subscription.pull_point_id)
+                .where(Subscription.id.in_(ids)).subquery("numbered"))
+    session.execute(sqlite.insert(Delivery).from_select(columns, rows(numbered)))
 
 
 def next_unqueued(session: Session, notification_id: int, after_id: int, limit: int) -> list[int]:

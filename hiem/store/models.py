@@ -111,6 +111,12 @@ class Subscription(Base):
     #: XPath 1.0 MessageContent filter (compiled at Subscribe to check it) and its namespace context
     message_filter: Mapped[str | None] = mapped_column(Text)
     message_filter_namespaces: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
+    #: the sequence number of its latest delivery: a fan-out counts on from it (see store.deliveries.fan_out)
+    last_sequence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: MessageContent evaluations that failed (timeout, error): counted and shown, never silent
+    filter_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    filter_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    filter_error: Mapped[str | None] = mapped_column(String(512))
 
 
 class SubscriptionTopic(Base):

@@ -53,6 +53,7 @@ ENDED = (SubscriptionStatus.UNSUBSCRIBED.value, SubscriptionStatus.EXPIRED.value
 KINDS = ("deliveries_finished", "deliveries_dead", "subscriptions", "pull_points", "notifications",
          "audit_records", "security_nonces")
 DELIVERIES_PREFIX, NOTIFICATIONS_PREFIX = "deliveries:", "notifications:"
+FILTER_FAILURES = "filter_failures"
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,8 @@ def _locked(session: Session, query):  # type: ignore[no-untyped-def]
 
 
 def _deliveries(session: Session, condition, batch: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    # A subscription's latest delivery stays whatever its age: the next sequence number is counted from it,
-    # so numbers never restart, and hiem:Replay always knows the oldest number still retained.
+    # A subscription's latest delivery stays whatever its age, so hiem:Replay can always name the oldest
+    # number still retained (numbering itself goes on from subscriptions.last_sequence).
     later = aliased(Delivery)
     not_latest = or_(Delivery.sequence.is_(None), exists().where(
         later.subscription_id == Delivery.subscription_id, later.sequence > Delivery.sequence))
@@ -148,6 +149,10 @@ def _ended_subscriptions(session: Session, before: datetime, batch: int) -> dict
         return {}
     states = session.scalars(select(Delivery.state).where(Delivery.subscription_id.in_(ids)))
     counts = _tally(f"{DELIVERIES_PREFIX}{state}" for state in states)
+    # kept in the totals so hiem_filter_failures_total never goes down
+    failures = session.scalar(select(func.sum(Subscription.filter_failures)).where(Subscription.id.in_(ids))) or 0
+    if failures:
+        counts[FILTER_FAILURES] = int(failures)
     session.execute(delete(Delivery).where(Delivery.subscription_id.in_(ids)))
     session.execute(delete(SubscriptionTopic).where(SubscriptionTopic.subscription_id.in_(ids)))
     session.execute(delete(Subscription).where(Subscription.id.in_(ids)))

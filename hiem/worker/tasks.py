@@ -15,6 +15,7 @@ from hiem.store import breaker
 from hiem.store import deliveries as store
 from hiem.worker import runtime as runtimes
 from hiem.worker.celery_app import app
+from hiem.worker.filters import FilterPass
 from hiem.worker.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,10 @@ def _finish_child(**_: object) -> None:
 def fanout(notification_id: int) -> int:
     """Match in the database, then hand the new deliveries to the workers in batches."""
     rt = runtime()
+    filters = FilterPass()
     with rt.db.session() as session:
-        done = store.fan_out(session, notification_id)
+        done = store.fan_out(session, notification_id, filters)
+        filters.record(rt, session)
     for nid in done:
         enqueue_new_deliveries(nid)
     return len(done)

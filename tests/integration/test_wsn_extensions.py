@@ -3,15 +3,23 @@ numbers and replay, GetCurrentMessage, GetResourceProperty, XPath MessageContent
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from lxml import etree
+from sqlalchemy import select
 
 from hiem import contract, ns
+from hiem.store.db import Database
+from hiem.store.models import AuditRecord, Subscription
 from tests.conftest import Broker, start_broker
+from tests.integration.ops_harness import logged_in_client
 from tests.support import wsn
 from tests.support.barrier import (
     marker_element,
@@ -280,8 +288,10 @@ def test_pathological_xpath_is_stopped_by_the_time_limit(ordered_broker):
     topic = "nhin:GIPSE/Biosurveillance/Hemorrhagic"
     slow = "count(//*[count(//*[count(//*) &gt; 0]) &gt; 0]) &gt; 0"
     with RecordingConsumer() as trapped, RecordingConsumer() as plain:
-        wsn.call(url, "Subscribe", wsn.subscribe_body(trapped.url, topic=topic, extra_filter=_content_filter(slow)))
+        trapped_id = wsn.subscription_id(wsn.call(url, "Subscribe", wsn.subscribe_body(
+            trapped.url, topic=topic, extra_filter=_content_filter(slow))))
         wsn.call(url, "Subscribe", wsn.subscribe_body(plain.url, topic=topic))
+        failures_before = _filter_failures(url)
         payload = "<g:Big xmlns:g='urn:g'>" + "<a><b/><b/><b/></a>" * 3000 + "</g:Big>"
         started = time.monotonic()
         assert wsn.call(url, "Notify", wsn.notify_body(topic=topic, payload=payload)).status_code == 202
@@ -293,6 +303,33 @@ def test_pathological_xpath_is_stopped_by_the_time_limit(ordered_broker):
         wait_for_marker(trapped, "small")
         assert [marker_of(r) for r in trapped.received] == ["small"], "a filter that ran out of time does not match"
         assert elapsed < 15, f"fan-out took {elapsed:.1f}s"
+    # ... and it is not silent: a metric, an audit record, the subscription's row and its /ops page
+    assert _filter_failures(url) == failures_before + 1
+    db = Database(ordered_broker.env["HIEM_DATABASE_URL"])
+    try:
+        with db.session() as session:
+            sub = session.get(Subscription, trapped_id)
+            assert sub is not None and sub.filter_failures == 1 and "exceeded" in (sub.filter_error or ""), sub
+            audited = [r for r in session.scalars(select(AuditRecord).where(AuditRecord.subscription_id == trapped_id))
+                       if r.kind == "notify-sent"]
+            assert [r.outcome for r in audited] == [8, 0], "the failure audited as a Notify not sent, then the marker"
+            assert "MessageContent filter not evaluated" in json.dumps(audited[0].event)
+    finally:
+        db.dispose()
+    password = re.search(r"user: dev\s+password: (\S+)", ordered_broker.web.output())
+    assert password, ordered_broker.web.output()[-2000:]
+    with logged_in_client(SimpleNamespace(url=url, password=password.group(1))) as client:  # type: ignore[arg-type]
+        page = client.get(f"/ops/subscriptions/{trapped_id}")
+        assert page.status_code == 200
+        shown = re.search(r'id="filter-failures">(.*?)</dd>', page.text, re.S)
+        assert shown and "1</strong> notification not sent" in shown.group(1) and "exceeded" in shown.group(1)
+
+
+def _filter_failures(url: str) -> float:
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    found = re.search(r"^hiem_filter_failures_total (\S+)$", metrics, re.M)
+    assert found, metrics
+    return float(found.group(1))
 
 
 def test_sequence_numbers_survive_restarts(tmp_path, consumer):
