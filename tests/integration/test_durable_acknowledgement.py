@@ -1,8 +1,10 @@
 """A 202 means "recorded": the embedded default commits with SQLite synchronous=FULL, and a broker killed
-right after answering 202 delivers the notification once it is started again."""
+right after answering 202 delivers the notification once it is started again, in both modes (distributed:
+web and worker processes SIGKILLed, PostgreSQL's commit and the fan-out job in Redis are what is left)."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,11 @@ from sqlalchemy.pool import NullPool
 
 from hiem.config import load_settings
 from hiem.store.db import Database
-from tests.conftest import start_broker
+from tests.conftest import Broker, start_broker
 from tests.support import wsn
 from tests.support.consumer import RecordingConsumer
 from tests.support.processes import free_port, wait_healthy
+from tests.support.services import fresh_postgres_database, require_redis
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +34,19 @@ def test_embedded_commits_are_durable_by_default(tmp_path: Path) -> None:
         database.dispose()
 
 
-def test_a_broker_killed_right_after_202_delivers_after_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["embedded", "distributed"])
+def test_a_broker_killed_right_after_202_delivers_after_restart(tmp_path: Path, mode: str) -> None:
+    with ExitStack() as stack:
+        if mode == "embedded":
+            broker = start_broker("embedded", tmp_path)
+        else:
+            database = stack.enter_context(fresh_postgres_database())
+            broker = start_broker("distributed", tmp_path, database, require_redis())
+        _kill_after_202_and_restart(broker)
+
+
+def _kill_after_202_and_restart(broker: Broker) -> None:
     consumer_port = free_port()
-    broker = start_broker("embedded", tmp_path)
     try:
         # Nobody listens at the consumer's address yet: the notification cannot have been delivered
         # before the kill, so what arrives later came from the database, not from memory.
@@ -41,8 +54,9 @@ def test_a_broker_killed_right_after_202_delivers_after_restart(tmp_path: Path) 
         assert response.status_code == 200, response.text
         published = wsn.call(broker.url, "Notify", wsn.notify_body(payload="<k:Kept xmlns:k='urn:test:kept'/>"))
         assert published.status_code == 202, published.text
-        broker.web.kill()  # SIGKILL, right after the 202: no shutdown hook runs
-        broker.web.proc.wait(10)
+        for proc in [broker.web, *broker.workers]:  # SIGKILL, right after the 202: no shutdown hook runs
+            proc.kill()
+            proc.proc.wait(10)
     finally:
         broker.stop()
     engine = sa.create_engine(broker.env["HIEM_DATABASE_URL"], poolclass=NullPool)
@@ -50,11 +64,12 @@ def test_a_broker_killed_right_after_202_delivers_after_restart(tmp_path: Path) 
         assert connection.exec_driver_sql("SELECT count(*) FROM notifications").scalar() == 1
     engine.dispose()
     with RecordingConsumer(port=consumer_port) as consumer:
-        broker.web.start()
+        for proc in [broker.web, *broker.workers]:
+            proc.start()
         try:
             wait_healthy(broker.url, broker.web)
             received = consumer.wait_for(1, timeout=30)
             assert b"urn:test:kept" in received[0].body
         finally:
-            broker.web.stop()
+            broker.stop()
 

@@ -23,6 +23,7 @@ from tests.conftest import Broker, start_broker
 from tests.support import wsn
 from tests.support.consumer import RecordingConsumer
 from tests.support.faults import wait_until
+from tests.support.services import fresh_postgres_database, require_redis
 
 pytestmark = pytest.mark.slow
 
@@ -73,15 +74,22 @@ class Deliveries:
                 " WHERE subscription_id = :s"), {"s": subscription_id}).first()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Deliveries]]:
+@pytest.fixture(scope="module", params=["embedded", "distributed"])
+def world(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Deliveries]]:
     # backoff short enough to see a second attempt, long enough ceiling for Retry-After: 30 to count
-    broker = start_broker("embedded", tmp_path_factory.mktemp("retry-classes"), HIEM_BACKOFF_BASE="0.3",
-                          HIEM_BACKOFF_MAX="60", HIEM_BREAKER_THRESHOLD="1000")
-    try:
-        yield broker, Deliveries(broker)
-    finally:
-        broker.stop()
+    windows = {"HIEM_BACKOFF_BASE": "0.3", "HIEM_BACKOFF_MAX": "60", "HIEM_BREAKER_THRESHOLD": "1000"}
+    with ExitStack() as stack:
+        tmp = tmp_path_factory.mktemp(f"retry-classes-{request.param}")
+        if request.param == "embedded":
+            broker = start_broker("embedded", tmp, **windows)
+        else:
+            database = stack.enter_context(fresh_postgres_database())
+            broker = start_broker("distributed", tmp, database, require_redis(), **windows)
+        stack.callback(broker.stop)
+        rows = Deliveries(broker)
+        stack.callback(rows.engine.dispose)
+        yield broker, rows
 
 
 def _subscribe(broker: Broker, consumer: RecordingConsumer, topic: str) -> str:
@@ -131,11 +139,19 @@ def test_retry_after_is_honoured_within_the_backoff_ceiling(world: tuple[Broker,
         assert "HTTP 503" in row.last_error
 
 
-def test_every_delivery_ends_at_max_age(tmp_path: Path) -> None:
-    broker = start_broker("embedded", tmp_path, HIEM_MAX_AGE="3", HIEM_BACKOFF_BASE="0.3", HIEM_BACKOFF_MAX="0.5",
-                          HIEM_BREAKER_THRESHOLD="1000", HIEM_MAX_ATTEMPTS="1000")
-    rows = Deliveries(broker)
-    try:
+@pytest.mark.parametrize("mode", ["embedded", "distributed"])
+def test_every_delivery_ends_at_max_age(tmp_path: Path, mode: str) -> None:
+    settings = {"HIEM_MAX_AGE": "3", "HIEM_BACKOFF_BASE": "0.3", "HIEM_BACKOFF_MAX": "0.5",
+                "HIEM_BREAKER_THRESHOLD": "1000", "HIEM_MAX_ATTEMPTS": "1000"}
+    with ExitStack() as stack:
+        if mode == "embedded":
+            broker = start_broker("embedded", tmp_path, **settings)
+        else:
+            database = stack.enter_context(fresh_postgres_database())
+            broker = start_broker("distributed", tmp_path, database, require_redis(), **settings)
+        stack.callback(broker.stop)
+        rows = Deliveries(broker)
+        stack.callback(rows.engine.dispose)
         with RecordingConsumer(answering(503)) as consumer:
             subscription = _subscribe(broker, consumer, "nhin:GIPSE/Biosurveillance/InfluenzaLikeIllness")
             _publish(broker, "nhin:GIPSE/Biosurveillance/InfluenzaLikeIllness")
@@ -144,8 +160,6 @@ def test_every_delivery_ends_at_max_age(tmp_path: Path) -> None:
             assert row.attempts >= 2, "retried while young"
             assert "gave up after" in row.last_error and "HTTP 503" in row.last_error
             assert len(consumer.received) == row.attempts
-    finally:
-        broker.stop()
 
 
 def _aware(value: datetime | str) -> datetime:
