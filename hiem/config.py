@@ -56,6 +56,8 @@ HIEM_SIGNING_KEY / _CERT        dev: generated; else required    the broker's ke
 HIEM_ORGANIZATION / _ID         hiem / urn:oid:2.16.840.1.113883.3.0   the broker's organization (its assertions)
 HIEM_HOME_COMMUNITY_ID          urn:oid:2.16.840.1.113883.3.0    the broker's home community id
 HIEM_DEV_DIR                    .hiem-dev                        where dev mode keeps its generated identity
+HIEM_ASSERTION_LIFETIME         300                              seconds the broker's own assertion is valid
+                                                                 (one per window on every Notify; minimum 30)
 HIEM_PULL_MAX_MESSAGES          10000                            messages a pull point keeps (oldest dropped)
 HIEM_PULL_MAX_AGE               P7D                              how long a pull point keeps a message
 HIEM_ENDPOINT_CHECK             0                                1 = test Notify to the consumer before a
@@ -155,6 +157,8 @@ class SecuritySettings:
     organization_id: str = "urn:oid:2.16.840.1.113883.3.0"
     home_community_id: str = "urn:oid:2.16.840.1.113883.3.0"
     dev_dir: str = ".hiem-dev"
+    #: the broker's holder-of-key assertion rides on every Notify of this window, then a new one is minted
+    assertion_lifetime: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -341,6 +345,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         organization_id=_read(env, "HIEM_ORGANIZATION_ID", str, SecuritySettings.organization_id),
         home_community_id=_read(env, "HIEM_HOME_COMMUNITY_ID", str, SecuritySettings.home_community_id),
         dev_dir=_read(env, "HIEM_DEV_DIR", str, ".hiem-dev"),
+        assertion_lifetime=max(30.0, _read(env, "HIEM_ASSERTION_LIFETIME", float, 300.0)),
     )
     settings = Settings(
         database_url=_read(env, "HIEM_DATABASE_URL", str, DEFAULT_DATABASE_URL),

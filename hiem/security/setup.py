@@ -28,9 +28,6 @@ from hiem.security import (
     ensure_dev_identity,
 )
 
-#: the broker's assertions are short-lived: one is minted per outgoing message (IDs are single-use)
-BROKER_ASSERTION_LIFETIME = 300.0
-
 
 def _read_all(paths: tuple[str, ...], variable: str) -> tuple[bytes, ...]:
     out = []
@@ -103,11 +100,11 @@ class BrokerSigner:
             key_pem=identity.key_pem, cert_pem=identity.cert_pem, issuer=self.issuer,
             subject_id=f"hiem-broker@{sec.organization}", subject_name="hiem broker (system)",
             organization=sec.organization, organization_id=sec.organization_id,
-            home_community_id=sec.home_community_id, lifetime_seconds=BROKER_ASSERTION_LIFETIME,
+            home_community_id=sec.home_community_id, lifetime_seconds=sec.assertion_lifetime,
             subject_confirmation_cert_pem=identity.cert_pem,
         )
         self._signer = EnvelopeSigner(identity.key_pem, identity.cert_pem)
-        self._lifetime = timedelta(seconds=BROKER_ASSERTION_LIFETIME)
+        self._lifetime = timedelta(seconds=sec.assertion_lifetime)
         self._lock = threading.Lock()
         self._current: tuple[etree._Element, datetime] | None = None
 

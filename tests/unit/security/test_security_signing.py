@@ -122,10 +122,11 @@ def test_broker_signer_mints_one_assertion_per_window_that_a_consumer_accepts_on
 
     from hiem.config import load_settings
     from hiem.security import MemoryNonceCache
-    from hiem.security.setup import BROKER_ASSERTION_LIFETIME, BrokerIdentity, BrokerSigner
+    from hiem.security.setup import BrokerIdentity, BrokerSigner
 
     broker = kit.gateway
-    signer = BrokerSigner(load_settings({"HIEM_DEV": "1"}), BrokerIdentity(broker.key_pem, broker.cert_pem))
+    settings = load_settings({"HIEM_DEV": "1", "HIEM_ASSERTION_LIFETIME": "120"})
+    signer = BrokerSigner(settings, BrokerIdentity(broker.key_pem, broker.cert_pem))
     consumer = kit.verifier(consumer_policy(broker), cache=MemoryNonceCache())  # one nonce cache for all
     seen = set()
     for index in range(3):
@@ -137,8 +138,9 @@ def test_broker_signer_mints_one_assertion_per_window_that_a_consumer_accepts_on
     assert len(seen) == 1, "holder-of-key without OneTimeUse: one assertion rides on every message of its window"
     assert assertion.find(f"{{{ns.SAML2}}}Conditions/{{{ns.SAML2}}}OneTimeUse") is None
     now = datetime.now(UTC)
-    near_expiry = now + timedelta(seconds=BROKER_ASSERTION_LIFETIME * (1 - BrokerSigner.RENEW_AT) + 1)
+    near_expiry = now + timedelta(seconds=120 * (1 - BrokerSigner.RENEW_AT) + 1)  # the configured window
     assert signer.assertion(now).get("ID") in seen
+    assert signer.assertion(now + timedelta(seconds=60)).get("ID") in seen
     assert signer.assertion(near_expiry).get("ID") not in seen, "minted again before the old one expires"
 
 
