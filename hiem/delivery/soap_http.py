@@ -83,6 +83,11 @@ class SoapHttpChannel:
             ssl_context=delivery_context(settings),
         )
         self._pools.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        # Pools already looked up, by route: a plain dict read needs no lock, where every PoolManager lookup
+        # takes its lock and rebuilds its key (the sender threads queued on it). Filled on a miss only;
+        # cleared when the manager's own LRU could have closed one of them.
+        self._routes: dict[tuple[str, int, str, str | None], urllib3.HTTPConnectionPool] = {}
+        self._max_routes = 1000
 
     def deliver(self, request: DeliveryRequest) -> DeliveryOutcome:
         started = time.monotonic()
@@ -127,14 +132,26 @@ class SoapHttpChannel:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {"User-Agent": "hiem-broker", **request.headers}
         if not request.connect_to:
-            return self._pools.connection_from_host(host, port, scheme), path, headers
+            return self._pool(host, port, scheme, None), path, headers
         name = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets in Host
         headers["Host"] = name if port == _DEFAULT_PORTS[scheme] else f"{name}:{port}"
         name_to_verify = host.rstrip(".")  # "example.org." names the same host; certificates never end in "."
-        extra = {"server_hostname": name_to_verify, "assert_hostname": name_to_verify} if scheme == "https" else None
-        return self._pools.connection_from_host(request.connect_to, port, scheme, pool_kwargs=extra), path, headers
+        return self._pool(request.connect_to, port, scheme, name_to_verify if scheme == "https" else None), \
+            path, headers
+
+    def _pool(self, host: str, port: int, scheme: str, verify_name: str | None) -> urllib3.HTTPConnectionPool:
+        key = (host, port, scheme, verify_name)
+        pool = self._routes.get(key)
+        if pool is None:
+            extra = {"server_hostname": verify_name, "assert_hostname": verify_name} if verify_name else None
+            pool = self._pools.connection_from_host(host, port, scheme, pool_kwargs=extra)
+            if len(self._routes) >= self._max_routes:
+                self._routes.clear()  # the manager may evict (and close) pools beyond its own limit
+            self._routes[key] = pool
+        return pool
 
     def close(self) -> None:
+        self._routes.clear()
         self._pools.clear()
 
 

@@ -82,3 +82,21 @@ def test_pinned_https_delivery_verifies_the_certificate_for_the_host_name_not_th
     finally:
         channel.close()
     assert len(consumer.received) == 1, "the certificate that does not name the host got nothing"
+
+
+def test_a_route_is_looked_up_in_the_pool_manager_once(tls_consumer):
+    """The sender threads read their pool from a dict: PoolManager (and its lock) only on a route's first use."""
+    consumer, pki = tls_consumer
+    broker = pki.issue("broker", server=False)
+    channel = SoapHttpChannel(DeliverySettings(ca_file=str(pki.ca_file), client_cert_file=str(broker.cert),
+                                               client_key_file=str(broker.key)))
+    lookups = []
+    real = channel._pools.connection_from_host
+    channel._pools.connection_from_host = lambda *a, **k: lookups.append(a) or real(*a, **k)  # type: ignore[method-assign]
+    try:
+        for _ in range(3):
+            channel.deliver(DeliveryRequest(address=f"https://localhost:{consumer.port}/notify", body=b"<x/>",
+                                            connect_to="127.0.0.1"))
+    finally:
+        channel.close()
+    assert len(consumer.received) == 3 and len(lookups) == 1
