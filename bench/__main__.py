@@ -8,6 +8,7 @@
     python -m bench --only baselines,matching --modes distributed
     python -m bench --only baselines,subscribe   # Subscribe against (b) alone, both modes
     python -m bench --only baselines,durability  # embedded SQLite synchronous=FULL against NORMAL
+    python -m bench --only baselines,signing-floor  # (s), the signing floor (RSA-2048, EC P-256) against (a), (a')
     python -m bench --only operator-reads --out bench/results/operator-reads
                                  # /metrics, /ops, hiem status at 10k and 5M delivery rows (PostgreSQL)
 
@@ -32,7 +33,7 @@ from typing import Any
 from bench import harness, matching, micro, operator_reads, report, suite
 
 SECTIONS = ("baselines", "signing", "modes", "subscribe", "durability", "default_limit", "matching", "options",
-            "profile", "operator-reads")
+            "profile", "operator-reads", "signing-floor")
 #: sections a plain run leaves out: "profile" is slow, "subscribe" repeats what "modes" measures,
 #: "operator-reads" generates 5M rows (minutes)
 _ON_REQUEST = {"profile", "subscribe", "operator-reads"}
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if "baselines" in wanted:
             results["baselines"] = section("baselines", "baselines", suite.baselines) or {}
+        if "signing-floor" in wanted:  # before the fan-outs, which report their ratio to (s)
+            results["baselines"].update(section("baselines: (s) signing floor", "signing_floor",
+                                                suite.signing_floor) or {})
         if "signing" in wanted:
             results["signing"] = section("signing (in-process, CPU time)", "signing",
                                          lambda c: micro.signing(c.tmp)) or {}

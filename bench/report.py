@@ -145,6 +145,16 @@ def markdown(results: dict[str, Any]) -> str:
         row("(a) aiohttp POST loop -> consumer", "-", "-", f"{_fmt(a)} POST/s", "", "", other(base["a_aiohttp"]))
     if a_wrk:
         row("(a') wrk -> consumer", "-", "-", f"{_fmt(a_wrk)} POST/s", "", "", "-")
+    for key in ("s_rsa2048", "s_ec_p256"):
+        floor = base.get(key) or {}
+        if floor.get("per_second"):
+            cpu_ms = floor.get("cpu_ms_per_delivery") or {}
+            row(f"(s) signing floor, {floor['key']} (lxml, hashlib, cryptography, aiohttp; "
+                f"{floor['processes']} processes)", "-", "-",
+                f"{_fmt(floor['per_second'])}/s (p50/p99 {_fmt(floor['p50_ms'])}/{_fmt(floor['p99_ms'])} ms); "
+                f"CPU per delivery {_fmt(cpu_ms.get('senders'))} ms + consumer {_fmt(cpu_ms.get('consumer'))} ms "
+                f"(build and sign {_fmt(floor.get('build_sign_cpu_ms'))} ms)", "(a) / (a')",
+                f"{_fmt(floor.get('ratio_a'))} / {_fmt(floor.get('ratio_a_wrk'))}", other(floor))
     if b:
         row(f"(b) hello WSGI, cheroot ({base['b_hello'].get('client')})", "-", "-", f"{_fmt(b)} req/s", "", "", "-")
     for mode, entry in results.get("subscribe", {}).items():
@@ -160,8 +170,9 @@ def markdown(results: dict[str, Any]) -> str:
         for n, entry in by_n.items():
             done = "" if entry.get("done") else " (NOT DONE: timed out)"
             row("fan-out: answer -> last delivery", mode, _fmt(int(n)),
-                f"{_fmt(entry['seconds'])} s, {_fmt(entry['deliveries_per_second'])}/s{done}", "(a) / (a')",
-                f"{_fmt(entry.get('ratio_a'))} / {_fmt(entry.get('ratio_a_wrk'))}", other(entry))
+                f"{_fmt(entry['seconds'])} s, {_fmt(entry['deliveries_per_second'])}/s{done}", "(a) / (a') / (s)",
+                f"{_fmt(entry.get('ratio_a'))} / {_fmt(entry.get('ratio_a_wrk'))} / {_fmt(entry.get('ratio_s'))}",
+                other(entry))
     for mode, entry in results.get("fanout_default_limit", {}).items():
         if isinstance(entry, dict) and "seconds" in entry:
             done = "" if entry.get("done") else " (NOT DONE: timed out)"

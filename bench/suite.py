@@ -6,7 +6,9 @@ Figures are ratios against baselines measured in the same run (see ``baselines``
        keep-alive, ``DELIVERY_CONCURRENCY`` requests in flight;
 * (a') wrk doing the same (the consumer's physical limit on this machine);
 * (b)  a bare "hello" WSGI app on cheroot's wsgi.Server with hiem's thread count, loaded by the same
-       client as the Subscribe benchmark.
+       client as the Subscribe benchmark;
+* (s)  the signing floor: each delivery built, signed and POSTed by lxml, hashlib, cryptography and aiohttp
+       alone, one process per core (bench/signing_floor.py), with an RSA-2048 and an EC P-256 key.
 """
 
 from __future__ import annotations
@@ -150,6 +152,31 @@ def baselines(ctx: Context) -> dict[str, Any]:
     return found
 
 
+def signing_floor(ctx: Context) -> dict[str, Any]:
+    """Baseline (s) with the broker's RSA-2048 key (the dev identity (a)'s body is signed with) and with an EC
+    P-256 key; each against (a) and (a') when this run measured them. Its own consumer, same code as (a)'s."""
+    from bench import signing_floor as floor
+
+    tmp = ctx.tmp / "baselines"  # where (a) made the dev identity: the same key
+    tmp.mkdir(parents=True, exist_ok=True)
+    # (a)'s requests in flight, shared among the processes
+    concurrency = max(1, DELIVERY_CONCURRENCY // floor.cores())
+    found: dict[str, Any] = {}
+    with harness.consumer(tmp) as consumer_url:
+        for key, elliptic in (("s_rsa2048", False), ("s_ec_p256", True)):
+            material, sample = floor.hiem_material(tmp, consumer_url, elliptic)
+            entry = floor.measure(material, consumer_url, seconds=ctx.plan.baseline_seconds, tmp=tmp,
+                                  concurrency=concurrency, roles={"consumer": harness.CONSUMER_PIDS[consumer_url]},
+                                  reference=sample)
+            entry["ratio_a"] = ratio(entry["per_second"], ctx.baseline("a_aiohttp"))
+            entry["ratio_a_wrk"] = ratio(entry["per_second"], ctx.baseline("a_wrk"))
+            found[key] = entry
+            ctx.log(f"  (s)  signing floor, {entry['key']}, {entry['processes']} processes: "
+                    f"{entry['per_second']:,.0f}/s, {entry['cpu_ms_per_delivery']['senders']} CPU ms per delivery "
+                    f"(ratio to (a) {entry['ratio_a']}, to (a') {entry['ratio_a_wrk']})")
+    return found
+
+
 # -- one broker deployment -----------------------------------------------------------------------------------
 @contextlib.contextmanager
 def deployment(ctx: Context, mode: str, name: str, **env: str):  # type: ignore[no-untyped-def]
@@ -254,6 +281,8 @@ def fanout_once(ctx: Context, broker: harness.Broker, consumer_url: str, table: 
         entry["cpu_ms_per_delivery"] = {**per, "total": round(sum(per.values()), 2)}
     entry["ratio_a"] = ratio(entry["deliveries_per_second"], ctx.baseline("a_aiohttp"))
     entry["ratio_a_wrk"] = ratio(entry["deliveries_per_second"], ctx.baseline("a_wrk"))
+    # the broker signs with the dev identity's RSA-2048 key: the floor with that key
+    entry["ratio_s"] = ratio(entry["deliveries_per_second"], ctx.baseline("s_rsa2048"))
     return entry
 
 

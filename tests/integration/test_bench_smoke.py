@@ -38,12 +38,15 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
     assert results.keys() >= SECTIONS
     assert "errors" not in results
 
-    assert {"a_aiohttp", "a_wrk", "b_hello"} <= results["baselines"].keys()
+    assert {"a_aiohttp", "a_wrk", "b_hello", "s_rsa2048", "s_ec_p256"} <= results["baselines"].keys()
     assert results["baselines"]["a_aiohttp"]["per_second"] > 0
+    for key in ("s_rsa2048", "s_ec_p256"):  # (s) measures only after its messages verified
+        assert results["baselines"][key]["deliveries"] > 0
+        assert results["baselines"][key]["verified"]["references"]
     for mode in ("embedded", "distributed"):
         fanout = results["fanout"][mode]["200"]
         assert fanout["states"].get("delivered", 0) > 0  # all 200 unless the machine is very busy: not asserted
-        assert {"seconds", "deliveries_per_second", "ratio_a", "peak_rss_mb"} <= fanout.keys()
+        assert {"seconds", "deliveries_per_second", "ratio_a", "ratio_s", "peak_rss_mb"} <= fanout.keys()
         assert {"per_second", "ratio_b"} <= results["subscribe"][mode].keys()
         assert {"10", "200", "idle", "p50_ratio", "p99_ratio", "noise"} <= results["publisher_latency"][mode].keys()
         assert results["memory"][mode]["by_n"]["200"]["peak_rss_mb"]
