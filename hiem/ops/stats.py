@@ -83,11 +83,13 @@ class Recent:
 
 def recent_deliveries(session: Session, now: datetime, window: float = LATENCY_WINDOW_SECONDS) -> Recent:
     since = now - timedelta(seconds=window)
+    # received_at row by row (a correlated lookup by primary key), not a join: with a join PostgreSQL
+    # estimated the window generously and merge-joined it with the whole notifications table
+    received = select(Notification.received_at).where(Notification.id == Delivery.notification_id).scalar_subquery()
     latencies, attempts, full = [], [], False
     for state in FINISHED:  # one index range per state, newest first: the (state, updated_at) index's order
         rows = session.execute(
-            select(Delivery.attempts, Delivery.delivered_at, Notification.received_at)
-            .join(Notification, Notification.id == Delivery.notification_id)
+            select(Delivery.attempts, Delivery.delivered_at, received)
             .where(Delivery.state == state, Delivery.updated_at >= since)
             .order_by(Delivery.updated_at.desc()).limit(RECENT_ROWS)).all()
         full = full or len(rows) >= RECENT_ROWS

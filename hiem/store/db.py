@@ -67,8 +67,10 @@ def make_engine(url: str, pool_size: int = 5, sqlite_synchronous: str = "FULL") 
     # default max_connections is 100. No parallel query on hiem's own sessions: every statement is a short
     # index lookup, and with a million subscriptions the planner started a parallel worker to read the 20
     # rows of a fan-out match, ten times slower than the plain index scan (docs/performance.md, "Matching").
+    # No JIT either: the planner costs an index range by the table's statistics, and on a large history it
+    # compiled the operators' one-hour latency read (2 ms of work) for 10 to 50 ms ("Operator reads").
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
-                         connect_args={"options": "-c max_parallel_workers_per_gather=0"})
+                         connect_args={"options": "-c max_parallel_workers_per_gather=0 -c jit=off"})
 
 
 class Database:
