@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -21,6 +22,9 @@ from hiem.worker import celery_app, tasks
 from hiem.worker import runtime as worker_runtime
 from hiem.worker.dispatch import CeleryDispatcher
 from hiem.worker.sweeper import Sweeper
+
+if TYPE_CHECKING:
+    from celery.worker import WorkController
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +92,17 @@ def make_http_server(settings: Settings, *, app_: WsgiApp, host: str, port: int,
 
 
 def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str, sweeper: bool) -> int:
-    from celery.signals import worker_ready, worker_shutdown
+    from celery.signals import worker_init, worker_ready, worker_shutdown
 
     app = celery_app.configure(settings)
     broker_identity(settings)  # the signing key must be there before the first delivery
     worker_runtime.configure(runtime_factory(settings))
     background: list[Sweeper | AuditShipper] = []
+    started: list[WorkController] = []
+
+    @worker_init.connect(weak=False)
+    def _remember_worker(sender: WorkController, **_: object) -> None:
+        started.append(sender)
 
     @worker_ready.connect(weak=False)
     def _start_background(**_: object) -> None:
@@ -112,4 +121,6 @@ def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str, sw
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     app.worker_main(argv)
-    return 0
+    # worker_main returns None whatever happened; the worker's own exit code (1 after an "Unrecoverable
+    # error") is what `celery worker` would exit with, and a supervisor (systemd, docker) must see it to restart
+    return int(started[-1].exitcode or 0) if started else 0

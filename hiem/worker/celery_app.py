@@ -16,6 +16,7 @@ from __future__ import annotations
 from celery import Celery
 
 from hiem.config import Settings
+from hiem.worker.redis_transport import TRANSPORT as GUARDED_REDIS_TRANSPORT
 
 EMBEDDED_BROKER = "memory://"
 
@@ -27,6 +28,10 @@ app = Celery("hiem", include=["hiem.worker.tasks"])
 def configure(settings: Settings) -> Celery:
     app.conf.update(
         broker_url=settings.broker_url or EMBEDDED_BROKER,
+        # redis:// gets kombu's transport with the guard that keeps the worker alive when Redis dies mid-task
+        # (hiem/worker/redis_transport.py); other schemes keep kombu's choice (kombu enables TLS for rediss://
+        # only when the transport is named by the URL's scheme)
+        broker_transport=GUARDED_REDIS_TRANSPORT if settings.broker_url.startswith("redis://") else None,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": max(5, int(settings.delivery.visibility_timeout)),
