@@ -45,14 +45,6 @@ def add_prepared(session: Session, records: list[PreparedRecord]) -> None:
 _INSERT = insert(AuditRecord.__table__)
 
 
-def unshipped(session: Session, settle_before: datetime, limit: int) -> list[AuditRecord]:
-    """The oldest records not yet shipped. Records younger than ``settle_before`` wait, so a record whose
-    transaction committed a little late (a smaller id committing after a larger one) is not overtaken."""
-    return list(session.scalars(
-        select(AuditRecord).where(AuditRecord.shipped_at.is_(None), AuditRecord.created_at < settle_before)
-        .order_by(AuditRecord.id).limit(limit)))
-
-
 def mark_shipped(session: Session, ids: list[int]) -> None:
     if ids:
         session.execute(update(AuditRecord).where(AuditRecord.id.in_(ids)).values(shipped_at=utcnow()))

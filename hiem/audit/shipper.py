@@ -36,7 +36,7 @@ from hiem.audit import (
     format_rfc5424,
 )
 from hiem.audit import records as audit_records
-from hiem.audit.syslog import _peer_closed, octet_counted
+from hiem.audit.syslog import octet_counted, peer_closed
 from hiem.clock import utcnow
 from hiem.config import AuditSettings, Settings
 from hiem.errors import AuditShipError
@@ -108,7 +108,7 @@ class ConfirmingTlsSender(TlsSyslogSender):
                     if time.monotonic() > deadline:
                         raise TimeoutError("the receiver did not acknowledge what was sent")
                     time.sleep(0.01)
-                if _peer_closed(self._sock):
+                if peer_closed(self._sock):
                     raise ConnectionResetError("the receiver closed the connection")
             except OSError as exc:
                 self._drop()

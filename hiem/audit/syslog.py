@@ -152,7 +152,7 @@ class TlsSyslogSender:
             return
         with self._lock:
             try:
-                if self._sock is not None and _peer_closed(self._sock):
+                if self._sock is not None and peer_closed(self._sock):
                     self._drop()
                 if self._sock is None:
                     self._sock = self._connect()
@@ -232,7 +232,7 @@ def _client_context(ca_file: str, cert_file: str | None, key_file: str | None) -
     return context
 
 
-def _peer_closed(sock: ssl.SSLSocket) -> bool:
+def peer_closed(sock: ssl.SSLSocket) -> bool:
     """True if the receiver has closed or broken the connection (it never sends syslog data to us)."""
     if sock.pending() == 0 and not select.select([sock], [], [], 0)[0]:
         return False
