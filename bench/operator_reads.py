@@ -10,7 +10,7 @@ behind it differs: finished deliveries (delivered, cancelled, dropped) over the 
 ``VACUUM ANALYZE`` (what autovacuum does to a table that size), then what the sweeper does before anyone
 reads (:func:`settle`, timed).
 
-Measured per size, after warm-ups:
+Measured per size, after warm-ups, the sizes in turns (see :func:`run`):
 
 * ``/metrics``: hiem's WSGI app in process (httpx's WSGI transport), ``SCRAPES`` scrapes: p50, min, max,
   and the median time of each SQL statement of one scrape;
@@ -30,7 +30,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,27 @@ OPERATOR, PASSWORD = "bench", "bench operator password"
 
 def run(urls: Callable[[], Any], sizes: tuple[int, ...] = SIZES, log: Callable[[str], None] = print
         ) -> dict[str, Any]:
-    """``urls()`` is a context manager giving a fresh database URL (dropped afterwards), one per size."""
+    """``urls()`` is a context manager giving a fresh database URL (dropped afterwards), one per size.
+
+    Every size is loaded first, then each read is timed in turns (one at each size, again and again), so
+    every size sees the same background load: on a shared machine that moves more than the sizes do."""
     found: dict[str, Any] = {"subscribers": SUBSCRIBERS, "recent_notifications": RECENT,
                              "history_days": HISTORY_DAYS, "scrapes": SCRAPES, "status_runs": STATUS_RUNS,
-                             "sizes": {}}
-    for size in sizes:
-        with urls() as url:
-            found["sizes"][str(size)] = measure(url, size, log)
+                             "interleaved": True, "sizes": {}}
+    with ExitStack() as stack:
+        targets = [stack.enter_context(_target(stack.enter_context(urls()), size, log)) for size in sizes]
+        for target in targets:
+            found["sizes"][str(target.size)] = target.found
+        for key, repeats, warmups in (("metrics", SCRAPES, WARMUPS), ("ops_overview", SCRAPES, WARMUPS),
+                                      ("snapshot", SCRAPES, WARMUPS), ("status_cli", STATUS_RUNS, 1)):
+            for target, timing in zip(targets, _interleaved([t.reads[key] for t in targets], repeats, warmups),
+                                      strict=True):
+                target.found[key] = timing
+        for target in targets:
+            target.found["metrics"]["statements_median_ms"] = _statements(target.db, target.reads["metrics"])
+            log(f"  {target.size:,} delivery rows: /metrics p50 {target.found['metrics']['p50_ms']} ms, /ops "
+                f"{target.found['ops_overview']['p50_ms']} ms, snapshot {target.found['snapshot']['p50_ms']} ms, "
+                f"hiem status --json {target.found['status_cli']['p50_ms']} ms")
     small, large = (found["sizes"][str(s)] for s in (sizes[0], sizes[-1]))
     found["ratio"] = {key: round(large[key]["p50_ms"] / small[key]["p50_ms"], 2)
                       for key in ("metrics", "ops_overview", "snapshot", "status_cli")}
@@ -80,7 +95,18 @@ def run(urls: Callable[[], Any], sizes: tuple[int, ...] = SIZES, log: Callable[[
     return found
 
 
-def measure(url: str, size: int, log: Callable[[str], None]) -> dict[str, Any]:
+@dataclass
+class Target:
+    """One loaded database and the reads to time on it."""
+
+    size: int
+    db: Database
+    reads: dict[str, Callable[[], object]]
+    found: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def _target(url: str, size: int, log: Callable[[str], None]) -> Iterator[Target]:
     db = Database(url)
     try:
         started = time.perf_counter()
@@ -90,23 +116,16 @@ def measure(url: str, size: int, log: Callable[[str], None]) -> dict[str, Any]:
         log(f"  {size:,} delivery rows: loaded in {load_s:.0f} s ({rows}); settled {settled}")
         settings = Settings(database_url=url)
         queue = QueueMonitor(settings)  # embedded settings: the broker half costs nothing
-        found: dict[str, Any] = {"rows": rows, "load_seconds": round(load_s, 1), "settle": settled}
-        metrics = MetricsApp(db, queue)
-        with httpx.Client(transport=httpx.WSGITransport(app=metrics), base_url="http://m.test") as client:
-            found["metrics"] = _timed(lambda: _ok(client.get("/metrics")))
-            found["metrics"]["statements_median_ms"] = _statements(db, lambda: _ok(client.get("/metrics")))
-        app = OpsApp(settings, db, OpsSettings(secret=b"b" * 32, poll_seconds=5), queue)
+        console = OpsApp(settings, db, OpsSettings(secret=b"b" * 32, poll_seconds=5), queue)
         with db.session() as session:
             operators.add_operator(session, OPERATOR, PASSWORD, "viewer")
-        with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://console.test") as client:
-            _login(client)
-            found["ops_overview"] = _timed(lambda: _ok(client.get("/ops")))
-        found["snapshot"] = _timed(lambda: _snapshot(db))
-        found["status_cli"] = _timed(lambda: _status_cli(url), repeats=STATUS_RUNS, warmups=1)
-        log(f"  {size:,} delivery rows: /metrics p50 {found['metrics']['p50_ms']} ms, /ops "
-            f"{found['ops_overview']['p50_ms']} ms, snapshot {found['snapshot']['p50_ms']} ms, "
-            f"hiem status --json {found['status_cli']['p50_ms']} ms")
-        return found
+        with httpx.Client(transport=httpx.WSGITransport(app=MetricsApp(db, queue)), base_url="http://m.test") as m, \
+                httpx.Client(transport=httpx.WSGITransport(app=console), base_url="http://console.test") as ops:
+            _login(ops)
+            reads: dict[str, Callable[[], object]] = {
+                "metrics": lambda: _ok(m.get("/metrics")), "ops_overview": lambda: _ok(ops.get("/ops")),
+                "snapshot": lambda: _snapshot(db), "status_cli": lambda: _status_cli(url)}
+            yield Target(size, db, reads, {"rows": rows, "load_seconds": round(load_s, 1), "settle": settled})
     finally:
         db.dispose()
 
@@ -219,16 +238,19 @@ def _subscribe(db: Database, topic_ids: list[int]) -> str:
 
 
 # -- measuring ---------------------------------------------------------------------------------------------
-def _timed(call: Callable[[], object], repeats: int = SCRAPES, warmups: int = WARMUPS) -> dict[str, Any]:
-    for _ in range(warmups):
-        call()
-    timings = []
+def _interleaved(calls: list[Callable[[], object]], repeats: int, warmups: int) -> list[dict[str, Any]]:
+    """Each call ``warmups`` times, then all of them in turn ``repeats`` times; their timings, in order."""
+    for call in calls:
+        for _ in range(warmups):
+            call()
+    timings: list[list[float]] = [[] for _ in calls]
     for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        timings.append(1000 * (time.perf_counter() - started))
-    return {"p50_ms": round(statistics.median(timings), 2), "min_ms": round(min(timings), 2),
-            "max_ms": round(max(timings), 2), "repeats": repeats}
+        for call, found in zip(calls, timings, strict=True):
+            started = time.perf_counter()
+            call()
+            found.append(1000 * (time.perf_counter() - started))
+    return [{"p50_ms": round(statistics.median(t), 2), "min_ms": round(min(t), 2), "max_ms": round(max(t), 2),
+             "repeats": repeats} for t in timings]
 
 
 def _statements(db: Database, call: Callable[[], object], repeats: int = 5) -> list[dict[str, Any]]:
