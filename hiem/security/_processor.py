@@ -79,6 +79,9 @@ def children(parent: etree._Element, tag: str | None = None) -> list[etree._Elem
     return [child for child in parent if isinstance(child.tag, str) and (tag is None or child.tag == tag)]
 
 
+_ID_ATTRIBUTES = etree.XPath("//@*[" + " or ".join(f"local-name()='{name}'" for name in sorted(ID_LOCAL_NAMES)) + "]")
+
+
 def id_values(element: etree._Element) -> Iterator[str]:
     for name, value in element.attrib.items():
         if etree.QName(name).localname in ID_LOCAL_NAMES:
@@ -96,6 +99,17 @@ def id_index(root: etree._Element) -> dict[str, etree._Element]:
                 raise ValueError(f"the id {value!r} appears more than once in the message")
             index[value] = element
     return index
+
+
+def repeated_id(root: etree._Element) -> str | None:
+    """The first id value the document carries more than once, if any (one XPath pass, in C: cheaper
+    than :func:`id_index` when only uniqueness matters, as for an envelope about to be signed)."""
+    seen: set[str] = set()
+    for value in _ID_ATTRIBUTES(root):
+        if value in seen:
+            return str(value)
+        seen.add(value)
+    return None
 
 
 def text_of(element: etree._Element | None) -> str | None:

@@ -9,8 +9,8 @@ adds, in one wsse:Security header (mustUnderstand in the envelope's own SOAP ver
 * wsse:BinarySecurityToken with the broker's X.509 certificate;
 * the broker's saml2:Assertion, when given (it is appended as is: its enveloped signature stays valid
   because it uses exclusive c14n, which ignores the new surrounding namespaces);
-* ds:Signature (exclusive c14n, RSA-SHA256 or ECDSA-SHA256 by key type, SHA-256 digests, made by
-  libxmlsec1: :mod:`hiem.security.xmldsig`) over the Body, the Timestamp and every other header block
+* ds:Signature (exclusive c14n, RSA-SHA256 or ECDSA-SHA256 by key type, SHA-256 digests, computed
+  part by part: :mod:`hiem.security.xmldsig`) over the Body, the Timestamp and every other header block
   (WS-Addressing headers, reference parameters, ``hiem:Sequence``), each given a wsu:Id when it has none.
   Its KeyInfo is a SecurityTokenReference to the BinarySecurityToken.
 
@@ -41,9 +41,9 @@ from hiem.security._processor import (
     cert_der,
     children,
     format_instant,
-    id_index,
     load_signing_key,
     q,
+    repeated_id,
     soap_parts,
 )
 from hiem.security.xmldsig import XmlSigningKey, sign_detached
@@ -66,6 +66,7 @@ class EnvelopeSigner:
         self.key_pem, self.cert_pem, self.assertion = key_pem, cert_pem, assertion
         self.lifetime = timedelta(seconds=lifetime_seconds)
         self._cert = cert
+        self._cert_b64 = base64.b64encode(cert_der(cert)).decode("ascii")
         self._xml_key = XmlSigningKey.from_pem(key_pem)
 
     def sign(self, envelope: etree._Element, assertion: etree._Element | None = None) -> etree._Element:
@@ -83,7 +84,7 @@ class EnvelopeSigner:
         etree.SubElement(timestamp, q(ns.WSU, "Created")).text = format_instant(now)
         etree.SubElement(timestamp, q(ns.WSU, "Expires")).text = format_instant(now + self.lifetime)
         token = etree.Element(_BST, {"EncodingType": BASE64_BINARY, "ValueType": X509_TOKEN, WSU_ID: _new_id("X509")})
-        token.text = base64.b64encode(cert_der(self._cert)).decode("ascii")
+        token.text = self._cert_b64
         security.insert(0, timestamp)
         security.insert(1, token)
         if assertion is None and self.assertion is not None:
@@ -97,7 +98,9 @@ class EnvelopeSigner:
         targets = self._targets(parts, timestamp)
         for element in targets:
             _ensure_id(element)
-        id_index(envelope)  # a signature over an ambiguous id could cover the wrong element: refuse first
+        repeated = repeated_id(envelope)  # a signature over an ambiguous id could cover the wrong element
+        if repeated is not None:
+            raise ValueError(f"the id {repeated!r} appears more than once in the message")
         self._signature(envelope, security, targets, _key_info(str(token.get(WSU_ID))))
         return envelope
 

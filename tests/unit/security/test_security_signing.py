@@ -91,6 +91,31 @@ def test_ecdsa_p256_keys_sign_with_ecdsa_sha256(kit) -> None:
     assert kit.accept(kit.wire(envelope), SecurityPolicy(trusted_idp_certs=(cert_pem,))).authenticated
 
 
+@pytest.mark.parametrize("elliptic", [False, True], ids=["rsa-2048", "ec-p256"])
+def test_message_signature_verifies_with_libxmlsec1(kit, elliptic: bool) -> None:
+    """An implementation other than hiem's (and signxml's) checks the message signature hiem computes
+    itself: libxmlsec1 canonicalizes each reference in its own way and must find the same digests."""
+    import xmlsec
+
+    key_pem, cert_pem = self_signed_identity("xmlsec check", elliptic=elliptic, days=1)
+    envelope = kit.wire(EnvelopeSigner(key_pem, cert_pem).sign(kit.envelope(ns.SOAP12)))
+    _verify_with_libxmlsec1(envelope, cert_pem)  # raises xmlsec.VerificationError on any mismatch
+    envelope.find(f"{{{ns.SOAP12}}}Body").append(etree.Element("{urn:test}Added"))
+    with pytest.raises(xmlsec.Error):
+        _verify_with_libxmlsec1(envelope, cert_pem)
+
+
+def _verify_with_libxmlsec1(envelope: etree._Element, cert_pem: bytes) -> None:
+    import xmlsec
+
+    context = xmlsec.SignatureContext()
+    for element in envelope.iter():
+        if isinstance(element.tag, str) and element.get(f"{{{ns.WSU}}}Id"):
+            context.register_id(element, "Id", ns.WSU)
+    context.key = xmlsec.Key.from_memory(cert_pem, xmlsec.constants.KeyDataFormatCertPem)
+    context.verify(envelope.find(f".//{SECURITY}/{{{ns.DS}}}Signature"))
+
+
 def test_signer_refuses_a_key_that_is_not_the_certificates(kit) -> None:
     with pytest.raises(ValueError, match="does not belong"):
         EnvelopeSigner(kit.attacker.key_pem, kit.gateway.cert_pem)
