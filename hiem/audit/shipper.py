@@ -36,7 +36,7 @@ from hiem.audit import (
     format_rfc5424,
 )
 from hiem.audit import records as audit_records
-from hiem.audit.syslog import octet_counted, peer_closed
+from hiem.audit.syslog import peer_closed
 from hiem.clock import utcnow
 from hiem.config import AuditSettings, Settings
 from hiem.errors import AuditShipError
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 200
 SETTLE_SECONDS = 1.0
+#: how far ahead of the shipper's clock a record's time may be and still be waited for
+CLOCK_AHEAD_SECONDS = 60.0
 _LOCK_KEY = 0x6869656D  # "hiem"
 #: A record sent over TLS is marked shipped once the connection it went out on is still up this long after
 #: (the receiver had that long to store it): see AuditShipper.ship_pending.
@@ -147,9 +149,13 @@ def _unsent(session: Session, after: int | None, upto: int | None, limit: int) -
 
 
 def _settled(records: list[AuditRecord], settle_before: datetime) -> list[AuditRecord]:
-    """``records`` up to (without) the first one written after ``settle_before``: a watermark, not a filter."""
+    """``records`` up to (without) the first one written after ``settle_before``: a watermark, not a filter.
+
+    A record stamped further ahead than any real settling (a writer whose clock runs fast) counts as
+    settled: waiting for it would stop shipping for as long as that clock is ahead."""
+    ahead = settle_before + timedelta(seconds=SETTLE_SECONDS + CLOCK_AHEAD_SECONDS)
     for index, record in enumerate(records):
-        if as_utc(record.created_at) >= settle_before:
+        if settle_before <= as_utc(record.created_at) < ahead:
             return records[:index]
     return records
 
@@ -161,11 +167,12 @@ _WRITERS = text("SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relat
                 "AND relation = CAST('audit_records' AS regclass)")
 
 
-def frame(record_event: dict, transport: str, hostname: str) -> bytes:
+def syslog_message(record_event: dict, hostname: str) -> bytes:
+    """One record as an RFC 5424 message; the TLS sender adds RFC 5425's octet count, and over UDP the
+    datagram is the message itself."""
     event = event_from_json(record_event)
-    message = format_rfc5424(build_audit_message(event), hostname=hostname, procid=os.getpid(),
-                             timestamp=event.occurred_at)
-    return octet_counted(message) if transport == "tls" else message
+    return format_rfc5424(build_audit_message(event), hostname=hostname, procid=os.getpid(),
+                          timestamp=event.occurred_at)
 
 
 class Resources(Protocol):
@@ -283,8 +290,9 @@ class AuditShipper(threading.Thread):
         writers: set[str] = set()
         with rt.db.session() as session:
             records = _settled(_unsent(session, after, None, BATCH), settle_before)
-            if records and rt.db.dialect == "postgresql":
-                writers = set(session.scalars(_WRITERS))
+            if not records or rt.db.dialect != "postgresql":
+                return [r.id for r in records], [syslog_message(r.event, self._hostname) for r in records]
+            writers = set(session.scalars(_WRITERS))
         if writers:
             deadline = time.monotonic() + WRITERS_WAIT_SECONDS
             with rt.db.session() as session:
@@ -295,10 +303,10 @@ class AuditShipper(threading.Thread):
                                     WRITERS_WAIT_SECONDS)
                         break
                     time.sleep(0.005)
-            with rt.db.session() as session:
-                records = _unsent(session, after, records[-1].id, BATCH)
-        transport = rt.settings.audit.transport
-        return [r.id for r in records], [frame(r.event, transport, self._hostname) for r in records]
+        # read again even when no writer was seen: one may have committed a smaller id between the two reads
+        with rt.db.session() as session:
+            records = _unsent(session, after, records[-1].id, BATCH)
+        return [r.id for r in records], [syslog_message(r.event, self._hostname) for r in records]
 
     def _confirm(self, rt: Resources, unconfirmed: list[_Sent], count: int | None = None) -> int:
         """Mark shipped the first ``count`` batches of ``unconfirmed`` (after waiting until the last of them

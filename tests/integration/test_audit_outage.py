@@ -145,9 +145,7 @@ def _arrivals(lines: list[str], expected: dict[str, int]) -> tuple[list[Arrival]
     arrivals, unknown = [], []
     for line in lines:
         header, bom, message = line.partition("\ufeff")
-        fields = header.split(" ")
-        if fields and fields[0].isdigit():  # rsyslog's %rawmsg% keeps the RFC 5425 octet count
-            fields = fields[1:]
+        fields = header.split(" ")  # "<85>1 TIMESTAMP HOST APP PROCID MSGID - ": the frame's count is not part of it
         if not bom or len(fields) != 8 or fields[0] != "<85>1" or message not in expected:
             unknown.append(line)
             continue
