@@ -4,7 +4,7 @@
   dialect, or an expression that does not compile, is InvalidMessageContentExpressionFault.
 * The expression is compiled at Subscribe time with the namespace context of the MessageContent
   element, so a broken filter is refused then, never discovered per message.
-* Evaluation runs in sandbox processes (as many as cores), a notification's filters in batches, one
+* Evaluation runs in sandbox processes (one per core in all), a notification's filters in batches, one
   round trip per batch, with a time limit per evaluation: lxml cannot be interrupted from Python, so a
   pathological expression (nested ``//`` predicates over a large message) is stopped by killing its
   sandbox, which is then restarted. A filter that times out or fails does not match (never "matches
@@ -131,6 +131,7 @@ class _Sandbox:
         """Every filter against one message, one round trip for the lot; a filter that overruns ``timeout``
         has its sandbox killed, and the rest go to a fresh one."""
         verdicts: list[Verdict] = []
+        resent = False
         while len(verdicts) < len(filters):
             rest = filters[len(verdicts):]
             if self._process is None or not self._process.is_alive():
@@ -141,6 +142,13 @@ class _Sandbox:
             assert self._conn is not None
             try:
                 self._conn.send((message_xml, list(rest)))
+            except OSError:  # it died while idle: no filter's fault; start another, once
+                self._kill()
+                if resent:
+                    return verdicts + [Verdict(False, "the XPath sandbox cannot be reached")] * len(rest)
+                resent = True
+                continue
+            try:
                 for _ in rest:
                     if not self._conn.poll(timeout):
                         self._kill()
@@ -155,11 +163,11 @@ class _Sandbox:
 
 
 class _Pool:
-    """As many sandboxes as cores, each used by one thread at a time."""
+    """``size`` sandboxes, each used by one thread at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
         self._free: queue.SimpleQueue[_Sandbox] = queue.SimpleQueue()
-        self.size = max(1, os.cpu_count() or 1)
+        self.size = max(1, size)
         for _ in range(self.size):
             self._free.put(_Sandbox())
         self._threads = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="hiem-xpath")
@@ -183,6 +191,15 @@ class _Pool:
 
 _pool: _Pool | None = None
 _pool_lock = threading.Lock()
+#: one sandbox per core for a process that fans out alone (``hiem serve`` in embedded mode); a Celery
+#: worker's pool children, one per core already, take one each (:func:`use_sandboxes`)
+_pool_size = os.cpu_count() or 1
+
+
+def use_sandboxes(count: int) -> None:
+    """How many sandboxes this process starts when it first evaluates a filter."""
+    global _pool_size
+    _pool_size = max(1, count)
 
 
 def evaluate_filters(filters: Sequence[tuple[str, dict[str, str]]], message_xml: bytes,
@@ -191,5 +208,5 @@ def evaluate_filters(filters: Sequence[tuple[str, dict[str, str]]], message_xml:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = _Pool()  # first use: a process that never sees a filter starts no sandbox
+            _pool = _Pool(_pool_size)  # first use: a process that never sees a filter starts no sandbox
     return _pool.evaluate(filters, message_xml, timeout)

@@ -14,7 +14,7 @@ can never deliver the same row twice concurrently: the loser's UPDATE matches no
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, aliased
 
 from hiem.clock import utcnow
 from hiem.config import DeliverySettings
-from hiem.store.db import as_utc
+from hiem.store.db import Database, as_utc
 from hiem.store.models import (
     Delivery,
     DeliveryState,
@@ -83,43 +83,67 @@ def record_notification(session: Session, new: NewNotification) -> Notification:
 _TOPIC_FANOUT_LOCK = 0x68696566
 
 
-def fan_out(session: Session, notification_id: int,
-            filtered: Callable[[Notification, list[FilterRow]], list[str]] | None = None) -> list[int]:
-    """Fan out a pending notification, after any older one still pending on its topic; returns the ids
-    fanned out, oldest first (``[]`` when a redelivered task finds the work done).
+def fan_out_in_order(db: Database, notification_id: int,
+                     evaluate: Callable[[int, bytes, list[FilterRow]], Collection[str]] | None = None) -> list[int]:
+    """Fan out ``notification_id``, and before it every older notification still pending on its topic, one
+    transaction each, so a topic's notifications are numbered in the order the broker accepted them.
+    Returns the ids this call fanned out (another worker may have done some meanwhile).
 
-    One statement per notification creates a pending delivery per matching subscription, numbered from
-    the subscription's own counter (``last_sequence``, incremented in the same statement): nothing is
-    loaded into Python and numbers are gap-free per subscription. There is no global lock:
+    ``evaluate(notification id, message, candidates)`` returns the ids of the candidates whose
+    MessageContent filter matches. It runs between transactions: no lock and no turn at SQLite's writer
+    is held while filters run. Without it, filtered subscriptions get nothing.
+    """
+    done: list[int] = []
+    while True:
+        with db.session() as session:
+            topic = select(Notification.topic_id).where(Notification.id == notification_id).scalar_subquery()
+            pending = session.execute(
+                select(Notification.id, Notification.topic_id, Notification.message_xml)
+                .where(Notification.topic_id == topic, Notification.fanout_state == FanoutState.PENDING.value,
+                       Notification.id <= notification_id)
+                .order_by(Notification.id).limit(1)).first()
+            if pending is None:
+                return done
+            candidates = filter_candidates(session, pending.topic_id, utcnow())
+        matched = evaluate(pending.id, pending.message_xml, candidates) if evaluate and candidates else ()
+        with db.session() as session:
+            done += fan_out(session, pending.id, matched)
+        if pending.id == notification_id:
+            return done
 
-    * fan-outs of one topic take turns (a transaction-scoped advisory lock on the topic), so its
-      notifications are numbered in the order the broker accepted them;
-    * matching subscription rows are locked in id order, so fan-outs of different topics that share
-      subscribers (wildcards) cannot deadlock, and wait only for the rows they share;
+
+def fan_out(session: Session, notification_id: int, matched_filters: Collection[str] = ()) -> list[int]:
+    """Fan out one pending notification; returns ``[notification_id]``, or ``[]`` when it is done already.
+
+    One statement creates a pending delivery per matching subscription, numbered from the subscription's
+    own counter (``last_sequence``, incremented in the same statement): nothing is loaded into Python and
+    numbers are gap-free per subscription. There is no global lock:
+
+    * fan-outs of one topic take turns (a transaction-scoped advisory lock on the topic);
+    * the matching subscription rows are locked in id order, one set per transaction, so fan-outs of
+      different topics that share subscribers (wildcards) wait only for the rows they share and cannot
+      deadlock;
     * fan-outs over disjoint subscriber sets run side by side.
 
-    ``filtered`` evaluates the MessageContent filters of the candidates that have one and returns the ids
-    that match; it runs before any subscription row is locked. Without it filtered subscriptions get nothing.
+    ``matched_filters``: the subscriptions with a MessageContent filter that matched (see
+    :func:`fan_out_in_order`); those with a filter that are not in it get nothing.
     """
-    topic_id = session.scalar(select(Notification.topic_id).where(
-        Notification.id == notification_id, Notification.fanout_state == FanoutState.PENDING.value))
+    topic_id = session.scalar(select(Notification.topic_id).where(Notification.id == notification_id))
     if topic_id is None:
         return []
     if session.bind.dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(_TOPIC_FANOUT_LOCK, topic_id)))
-    pending = list(session.scalars(select(Notification).where(
-        Notification.topic_id == topic_id, Notification.fanout_state == FanoutState.PENDING.value,
-        Notification.id <= notification_id).order_by(Notification.id)))
-    for notification in pending:
-        now = utcnow()
-        candidates = filter_candidates(session, topic_id, now)
-        matched_filters = filtered(notification, candidates) if filtered is not None and candidates else []
-        _number_and_insert(session, notification, now, matched_filters)
-        notification.matched = session.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.notification_id == notification.id)) or 0
-        notification.fanout_state = FanoutState.DONE.value
-        notification.fanout_done_at = now
-    return [notification.id for notification in pending]
+    notification = session.scalars(select(Notification).where(
+        Notification.id == notification_id, Notification.fanout_state == FanoutState.PENDING.value)).first()
+    if notification is None:  # a redelivered task, after the first one finished
+        return []
+    now = utcnow()
+    _number_and_insert(session, notification, now, list(matched_filters))
+    notification.matched = session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.notification_id == notification.id)) or 0
+    notification.fanout_state = FanoutState.DONE.value
+    notification.fanout_done_at = now
+    return [notification.id]
 
 
 def _receiving(topic_id: int, now: datetime):  # type: ignore[no-untyped-def]

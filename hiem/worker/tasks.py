@@ -8,6 +8,7 @@ import threading
 
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from hiem import content_filter
 from hiem.clock import utcnow
 from hiem.delivery.attempts import Attempted, record, send
 from hiem.delivery.pipeline import EMBEDDED_SENDER_THREADS, SENDER_THREADS, OriginQueues, OutcomeRecorder
@@ -74,6 +75,7 @@ def shutdown() -> None:
 def _reset_child(**_: object) -> None:
     pipeline.forget()
     runtimes.reset_after_fork()
+    content_filter.use_sandboxes(1)  # the pool children are one per core already
 
 
 @worker_process_shutdown.connect
@@ -85,10 +87,7 @@ def _finish_child(**_: object) -> None:
 def fanout(notification_id: int) -> int:
     """Match in the database, then hand the new deliveries to the workers in batches."""
     rt = runtime()
-    filters = FilterPass()
-    with rt.db.session() as session:
-        done = store.fan_out(session, notification_id, filters)
-        filters.record(rt, session)
+    done = store.fan_out_in_order(rt.db, notification_id, FilterPass(rt))
     for nid in done:
         enqueue_new_deliveries(nid)
     return len(done)

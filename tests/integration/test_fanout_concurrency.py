@@ -148,5 +148,4 @@ def test_one_topic_takes_turns_in_accept_order(db: Database) -> None:
 
 
 def _fan_out(db: Database, nid: int) -> list[int]:
-    with db.session() as session:
-        return deliveries.fan_out(session, nid)
+    return deliveries.fan_out_in_order(db, nid)
