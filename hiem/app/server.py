@@ -123,4 +123,7 @@ def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str, sw
     app.worker_main(argv)
     # worker_main returns None whatever happened; the worker's own exit code (1 after an "Unrecoverable
     # error") is what `celery worker` would exit with, and a supervisor (systemd, docker) must see it to restart
-    return int(started[-1].exitcode or 0) if started else 0
+    if not started:
+        return 1  # Celery returned without ever starting a worker: nothing was consumed
+    code = started[-1].exitcode
+    return code if isinstance(code, int) else (0 if code is None else 1)

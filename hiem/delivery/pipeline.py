@@ -297,6 +297,7 @@ class OutcomeRecorder(threading.Thread):
         log.error("gave up recording %d delivery outcomes; they will be sent again after their leases expire",
                   len(batch))
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = RECORD_RETRY_SECONDS + 5) -> None:
+        """Record what is queued, then end; waits as long as a batch may be retried (a database outage)."""
         self._queue.put(None)
         self.join(timeout)

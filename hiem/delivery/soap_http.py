@@ -46,6 +46,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: dropped it without a FIN, and with no retries a stale connection would cost an attempt (httpx's
 #: default keep-alive expiry is 5 s)
 IDLE_EXPIRY_SECONDS = 4.0
+#: consumer routes (address, port, scheme, verified name) with a connection pool kept
+MAX_ROUTES = 1000
 
 
 class _ExpiringConnections:
@@ -78,7 +80,7 @@ class SoapHttpChannel:
         from hiem.tls import delivery_context
 
         self._pools = urllib3.PoolManager(
-            num_pools=1000, maxsize=max_connections, block=False, retries=False,
+            num_pools=MAX_ROUTES, maxsize=max_connections, block=False, retries=False,
             timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
             ssl_context=delivery_context(settings),
         )
@@ -87,7 +89,7 @@ class SoapHttpChannel:
         # takes its lock and rebuilds its key (the sender threads queued on it). Filled on a miss only;
         # cleared when the manager's own LRU could have closed one of them.
         self._routes: dict[tuple[str, int, str, str | None], urllib3.HTTPConnectionPool] = {}
-        self._max_routes = 1000
+        self._max_routes = MAX_ROUTES - 1  # fewer than the manager keeps, so it never evicts one of these
 
     def deliver(self, request: DeliveryRequest) -> DeliveryOutcome:
         started = time.monotonic()
@@ -143,10 +145,11 @@ class SoapHttpChannel:
         key = (host, port, scheme, verify_name)
         pool = self._routes.get(key)
         if pool is None:
+            if len(self._routes) >= self._max_routes:
+                # before the manager's lookup: a new route may make it evict (and close) one of these
+                self._routes.clear()
             extra = {"server_hostname": verify_name, "assert_hostname": verify_name} if verify_name else None
             pool = self._pools.connection_from_host(host, port, scheme, pool_kwargs=extra)
-            if len(self._routes) >= self._max_routes:
-                self._routes.clear()  # the manager may evict (and close) pools beyond its own limit
             self._routes[key] = pool
         return pool
 

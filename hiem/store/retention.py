@@ -5,7 +5,7 @@ What goes, and when (the windows are :class:`hiem.config.RetentionSettings`):
 * deliveries that ended well or were never needed (``delivered``, ``cancelled``, ``dropped``), once not
   updated for ``delivered``; ``dead`` ones after ``dead`` (they are the redelivery queue). Rows still in
   play (pending, in flight, retrying, held, stored in a pull point) are never touched, nor is the latest
-  delivery of each subscription (its sequence number is where the next one continues from);
+  delivery of each live subscription (so hiem:Replay can name the oldest number still kept);
 * subscriptions that ended (unsubscribed or expired) longer ago than ``ended_subscriptions``, with their
   topic rows and every delivery left (the operator had that long to look at them); destroyed pull points
   after the same window, once no subscription names them;
@@ -143,8 +143,12 @@ def _notifications(session: Session, before: datetime, batch: int) -> dict[str, 
 
 
 def _ended_subscriptions(session: Session, before: datetime, batch: int) -> dict[str, int]:
+    # and none of its deliveries changed since: a delivery cancelled or given up after the end goes once it is
+    # that old too, so the operators' tallies (folded well inside the window) have counted it first
+    changed_since = exists().where(Delivery.subscription_id == Subscription.id, Delivery.updated_at >= before)
     ids = list(session.scalars(_locked(session, select(Subscription.id).where(
-        Subscription.status.in_(ENDED), Subscription.terminated_at < before).order_by(Subscription.id).limit(batch))))
+        Subscription.status.in_(ENDED), Subscription.terminated_at < before, ~changed_since)
+        .order_by(Subscription.id).limit(batch))))
     if not ids:
         return {}
     states = session.scalars(select(Delivery.state).where(Delivery.subscription_id.in_(ids)))

@@ -142,7 +142,7 @@ def test_ended_subscriptions_go_after_their_window_with_all_they_left(db: Databa
         _end(session, "s3", "unsubscribed", OLD)                 # goes, and then its destroyed pull point
         for nid in (1, 2, 3):
             _notification(session, nid, OLD)
-        _delivery(session, 1, "s1", 1, "dead", NOW - timedelta(days=1))  # the latest, and dead: goes with s1
+        _delivery(session, 1, "s1", 1, "dead", OLD)
         _delivery(session, 2, "s1", 2, "cancelled", OLD)
         _delivery(session, 3, "s2", 1, "delivered", OLD)                 # s2's latest: stays
     purged = retention.purge(db, WINDOWS, NOW, batch=100)
@@ -175,3 +175,13 @@ def test_audit_records_go_after_their_window_and_never_before_they_are_shipped(
     with db.session() as session:
         assert sorted(session.scalars(select(AuditRecord.id))) == left
         assert retention.purged_by_table(session)["audit_records"] == 3 - len(left)
+
+
+def test_an_ended_subscription_waits_while_a_delivery_of_it_changed_inside_the_window(db: Database) -> None:
+    with db.session() as session:
+        _end(session, "s1", "unsubscribed", OLD)
+        _notification(session, 1, OLD)
+        _delivery(session, 1, "s1", 1, "cancelled", NOW - timedelta(days=1))  # cancelled long after the end
+    assert retention.purge(db, WINDOWS, NOW, batch=100).counts["subscriptions"] == 0
+    later = NOW + timedelta(days=30)
+    assert retention.purge(db, WINDOWS, later, batch=100).counts["subscriptions"] == 1
