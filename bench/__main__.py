@@ -11,6 +11,9 @@
     python -m bench --only baselines,signing-floor  # (s), the signing floor (RSA-2048, EC P-256) against (a), (a')
     python -m bench --only operator-reads --out bench/results/operator-reads
                                  # /metrics, /ops, hiem status at 10k and 5M delivery rows (PostgreSQL)
+    python -m bench --only fanout-concurrency --out bench/results/fanout-concurrency
+                                 # a small Notify during a 100k fan-out's creation, XPath filters, 1 vs 2
+                                 # worker processes (distributed; in --smoke at small sizes)
 
 What each figure means and how it is measured: docs/performance.md.
 """
@@ -30,13 +33,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, matching, micro, operator_reads, report, suite
+from bench import fanout_concurrency, harness, matching, micro, operator_reads, report, suite
 
 SECTIONS = ("baselines", "signing", "modes", "subscribe", "durability", "default_limit", "matching", "options",
-            "profile", "operator-reads", "signing-floor")
+            "profile", "operator-reads", "signing-floor", "fanout-concurrency")
 #: sections a plain run leaves out: "profile" is slow, "subscribe" repeats what "modes" measures,
-#: "operator-reads" generates 5M rows (minutes)
-_ON_REQUEST = {"profile", "subscribe", "operator-reads"}
+#: "operator-reads" generates 5M rows (minutes), "fanout-concurrency" a 100k fan-out (minutes; --smoke runs it)
+_ON_REQUEST = {"profile", "subscribe", "operator-reads", "fanout-concurrency"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         plan.profile_seconds = 8.0 if not args.smoke else 2.0
         plan.profile_n = 10_000 if not args.smoke else 200
     wanted = set(args.only.split(",")) - {""} if args.only else set(SECTIONS) - (_ON_REQUEST - (
-        {"profile"} if args.profile else set()))
+        {"profile"} if args.profile else set()) - ({"fanout-concurrency"} if args.smoke else set()))
     unknown = wanted - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["services"] = {k: v or "ok" for k, v in missing.items()}
         distributed_ok = not missing["postgresql"] and not missing["redis"]
         for key in ("baselines", "signing", "subscribe", "durability", "fanout", "publisher_latency", "memory",
-                    "matching", "options", "fanout_default_limit", "profile", "operator_reads", "errors"):
+                    "matching", "options", "fanout_default_limit", "profile", "operator_reads",
+                    "fanout_concurrency", "errors"):
             results.setdefault(key, {})
 
         def section(name: str, key: str, fn, *fn_args):  # type: ignore[no-untyped-def]
@@ -160,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             results["operator_reads"] = {"skipped": missing["postgresql"]} if missing["postgresql"] else section(
                 "operator reads against history size (PostgreSQL)", "operator_reads",
                 lambda c: operator_reads.run(harness.fresh_postgres, log=c.log)) or {}
+        if "fanout-concurrency" in wanted:
+            results["fanout_concurrency"] = {"skipped": "; ".join(v for v in missing.values() if v)} \
+                if not distributed_ok else section("fan-outs side by side (distributed)", "fanout_concurrency",
+                                                   fanout_concurrency.run) or {}
         if not results["errors"]:
             del results["errors"]
         results["targets"] = report.targets(results, plan)

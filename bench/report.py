@@ -106,7 +106,76 @@ def targets(results: dict[str, Any], plan: Any) -> list[dict[str, Any]]:
             worst = max(memory["ratio_100k_to_10k"].values())
             found.append(_target(f"peak RSS {mode} 100k/10k (worst process)", worst, f"< {RSS_FLAT_RATIO}",
                                  worst < RSS_FLAT_RATIO))
-    return found
+    return found + fanout_concurrency_targets(results.get("fanout_concurrency") or {})
+
+
+def fanout_concurrency_targets(found: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's two targets for fan-outs side by side (bench/fanout_concurrency.py), worded as it words them."""
+    targets = []
+    small = found.get("small_during_big") or {}
+    created = small.get("being_created") or {}
+    if small and created.get("samples"):
+        p99 = round(created["p99_ms"] / 1000, 3)
+        # fewer than asked were published while the big fan-out was being created: not measured as asked
+        met = None if created["samples"] < small["small_notifies"] else p99 <= 1.0
+        targets.append(_target(
+            f"a {small['small_subscribers']}-subscriber notification published while a {small['big']:,}-subscriber "
+            f"fan-out is being created reaches its consumers within 1 s (p99 of {created['samples']} such, "
+            f"distributed), s; bound: {small['bound']}", p99, "<= 1", met))
+    scaling = found.get("process_scaling") or {}
+    if scaling.get("ratio") is not None:
+        targets.append(_target(
+            f"distributed, 2 worker processes / 1 ({scaling['worker_concurrency']} Celery children each), "
+            f"delivered/s of a {scaling['n']:,}-subscriber fan-out; bound: {scaling['bound']['verdict']}",
+            scaling["ratio"], ">= 1.7", scaling["ratio"] >= 1.7))
+    return targets
+
+
+def fanout_concurrency_rows(found: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Table rows (benchmark, mode, N, result, baseline, ratio, other CPU) for bench/fanout_concurrency.py."""
+    rows: list[tuple[Any, ...]] = []
+    small = found.get("small_during_big") or {}
+    if small.get("samples"):
+        big = small["big_fanout"]
+        labels = {"being_created": "while the big fan-out is being created", "inserting": "of those, while its "
+                  "rows were inserted", "enqueueing": "of those, while its deliveries were enqueued", "all": "all"}
+        for key, label in labels.items():
+            entry = small[key]
+            if entry.get("samples"):
+                rows.append((f"small Notify ({small['small_subscribers']} subscribers) publish -> last arrival, "
+                             f"p50 / p99, {label} ({entry['samples']} Notifies, {entry['incomplete']} incomplete)",
+                             "distributed", _fmt(small["big"]), f"{_fmt(entry['p50_ms'])} / {_fmt(entry['p99_ms'])} ms",
+                             "", "", _fmt(small["cpu"].get("other_cores"))))
+        rows.append((f"the big fan-out: rows committed / all enqueued, after its Notify; small Notifies per "
+                     f"phase {small['phases']}", "distributed", _fmt(small["big"]),
+                     f"{_fmt(big.get('committed_s'))} / {_fmt(big.get('all_enqueued_s'))} s", "", "", "-"))
+    for mode, filters in (found.get("filters") or {}).items():
+        for key, label in (("without_filters", "no filters"),
+                           ("with_filters", "XPath filters on half, half of those match")):
+            entry = filters.get(key) or {}
+            if "failed" in entry:
+                rows.append((f"fan-out, {label}", mode, _fmt(filters["n"]), f"FAILED: {entry['failed']}", "", "",
+                             "-"))
+            elif "seconds" in entry:
+                done = "" if entry.get("done") else " (NOT DONE)"
+                creation = entry.get("creation") or {}
+                rows.append((f"fan-out, {label}: delivered/s; rows committed / all enqueued after the Notify", mode,
+                             _fmt(filters["n"]), f"{_fmt(entry['deliveries_per_second'])}/s "
+                             f"({_fmt(entry['states'].get('delivered', 0))} delivered){done}; "
+                             f"{_fmt(creation.get('committed_s'))} / {_fmt(creation.get('all_enqueued_s'))} s",
+                             "no filters" if key == "with_filters" else "",
+                             _fmt(filters.get("delivered_per_second_ratio")) if key == "with_filters" else "",
+                             _fmt(entry["cpu"].get("other_cores"))))
+    scaling = found.get("process_scaling") or {}
+    for entry in scaling.get("runs", []):
+        rows.append((f"fan-out, {entry['worker_processes']} worker process(es) x {scaling['worker_concurrency']} "
+                     f"children: delivered/s (busy cores of the machine)", "distributed", _fmt(scaling["n"]),
+                     f"{_fmt(entry['deliveries_per_second'])}/s ({_fmt(entry['cpu']['machine_busy_cores'])})",
+                     "", "", _fmt(entry["cpu"].get("other_cores"))))
+    if scaling.get("ratio") is not None:
+        rows.append(("fan-out, 2 / 1 worker processes (medians)", "distributed", _fmt(scaling["n"]), "",
+                     "1 process", _fmt(scaling["ratio"]), ""))
+    return rows
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -250,6 +319,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_fmt(entry['p50_ms'])} ms ({_fmt(entry['min_ms'])}-{_fmt(entry['max_ms'])})", "", "", "-")
     for key, label in OPERATOR_READS if reads.get("ratio") else ():
         row(f"{label}: largest / smallest", "postgresql", "", "", "", _fmt(reads["ratio"][key]), "")
+    for cells in fanout_concurrency_rows(results.get("fanout_concurrency") or {}):
+        row(*cells)
     lines += ["", "| target | value | wanted | met |", "|---|---|---|---|"]
     for target in results.get("targets", []):
         met = {True: "yes", False: "**no**", None: "-"}[target["met"]]
