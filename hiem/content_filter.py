@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import copy
 import logging
-import multiprocessing
 import os
 import queue
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +96,11 @@ def _sandbox_main(conn: Connection) -> None:  # runs in the sandbox process
                 conn.send(f"{exc.__class__.__name__}: {exc}"[:300])
 
 
+def sandbox_on(fd: int) -> None:
+    """The sandbox process's entry point: answer on the socket ``fd`` until it closes."""
+    _sandbox_main(Connection(fd))
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A filter's answer for one message; ``error`` says why it could not be evaluated (then no match)."""
@@ -108,20 +115,27 @@ class _Sandbox:
         self._conn: Connection | None = None
 
     def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_sandbox_main, args=(child,), name="hiem-xpath", daemon=True)
-        self._process.start()
-        child.close()
-        self._conn = parent
-        if not parent.poll(STARTUP_TIMEOUT) or parent.recv() != "ready":
+        # A plain child process, not multiprocessing's: a Celery pool child is daemonic, and multiprocessing
+        # refuses to let a daemonic process have children.
+        parent, child = socket.socketpair()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", f"from hiem.content_filter import sandbox_on; sandbox_on({child.fileno()})"],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+        finally:
+            child.close()
+        self._conn = Connection(parent.detach())
+        if not self._conn.poll(STARTUP_TIMEOUT) or self._conn.recv() != "ready":
             self._kill()
             raise RuntimeError("the XPath sandbox did not start")
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def _kill(self) -> None:
         if self._process is not None:
             self._process.kill()
-            self._process.join(5)
+            self._process.wait(5)
         if self._conn is not None:
             self._conn.close()
         self._process = self._conn = None
@@ -134,10 +148,10 @@ class _Sandbox:
         resent = False
         while len(verdicts) < len(filters):
             rest = filters[len(verdicts):]
-            if self._process is None or not self._process.is_alive():
+            if not self._alive():
                 try:
                     self._start()
-                except (RuntimeError, OSError):
+                except (RuntimeError, OSError, EOFError):
                     return verdicts + [Verdict(False, "the XPath sandbox cannot start")] * len(rest)
             assert self._conn is not None
             try:
