@@ -38,7 +38,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
         log.info("topics %s: %d added, %d already loaded", result.namespace, result.added, result.existing)
     # refuse to start without what production needs: trusted IdPs first, then the broker's signing key
     verifier = make_verifier(settings, DatabaseNonceCache(database))
-    ctx = service_context(rt, CeleryDispatcher())
+    ctx = service_context(rt, CeleryDispatcher(settings.queue))
     console = mount_console(settings, database, host=host, port=port, ops_host=ops_host, ops_port=ops_port,
                             make_server=make_http_server)
     web_app = HiemApp(ctx, broker_check=celery_app.broker_reachable, ops=console.on_main, verifier=verifier.verify)
@@ -65,6 +65,7 @@ def run_server(settings: Settings, *, host: str, port: int, threads: int = 16, o
     # The Celery worker owns the main thread (it installs signal handlers); the memory transport is
     # shared by every thread of this process, so the web threads' tasks reach it.
     worker = app.Worker(pool="threads", concurrency=settings.worker_concurrency, loglevel="INFO",
+                        queues=[settings.queue, celery_app.express_queue(settings.queue)],
                         without_heartbeat=True, without_mingle=True, without_gossip=True, quiet=True)
     try:
         worker.start()
@@ -117,7 +118,7 @@ def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str, sw
         for thread in background:
             thread.stop()
 
-    argv = ["worker", "--loglevel", loglevel, "-Q", settings.queue]
+    argv = ["worker", "--loglevel", loglevel, "-Q", f"{settings.queue},{celery_app.express_queue(settings.queue)}"]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     app.worker_main(argv)

@@ -1,6 +1,6 @@
 """Workers seen and queue depth, asked of the broker (not the database, which cannot know either).
 
-Distributed mode: the Redis lists behind the Celery queue ``HIEM_QUEUE`` (LLEN, one list per priority
+Distributed mode: the Redis lists behind the Celery queue ``HIEM_QUEUE`` and its express lane (LLEN, one list per priority
 step as kombu lays them out) and the Celery workers that say they consume that queue. Embedded mode has
 neither: its single worker runs inside ``hiem serve`` on an in-memory transport, and the console says so.
 
@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from hiem.config import Settings
+from hiem.worker.celery_app import express_queue
 
 # kombu's Redis transport: priority 0 is the plain list name, the other steps add "\x06\x16<n>".
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
@@ -44,8 +45,9 @@ def queue_depth(settings: Settings) -> int | None:
     client = redis.Redis.from_url(settings.broker_url, socket_timeout=2, socket_connect_timeout=2)
     try:
         with client.pipeline(transaction=False) as pipe:
-            for suffix in _PRIORITY_SUFFIXES:
-                pipe.llen(settings.queue + suffix)
+            for queue in (settings.queue, express_queue(settings.queue)):
+                for suffix in _PRIORITY_SUFFIXES:
+                    pipe.llen(queue + suffix)
             return int(sum(pipe.execute()))
     finally:
         client.close()

@@ -214,6 +214,11 @@ def _number_and_insert(session: Session, notification: Notification, now: dateti
     session.execute(sqlite.insert(Delivery).from_select(columns, rows(numbered)))
 
 
+def matched_count(session: Session, notification_id: int) -> int:
+    """How many deliveries the notification's fan-out created."""
+    return session.scalar(select(Notification.matched).where(Notification.id == notification_id)) or 0
+
+
 def next_unqueued(session: Session, notification_id: int, after_id: int, limit: int) -> list[int]:
     """Keyset page of a notification's deliveries not yet handed to the broker."""
     return list(session.scalars(

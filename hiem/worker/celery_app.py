@@ -54,6 +54,12 @@ def configure(settings: Settings) -> Celery:
     return app
 
 
+def express_queue(queue: str) -> str:
+    """The queue's express lane: fan-out tasks and the deliveries of small fan-outs. Workers take from both
+    lanes in turn, so a small notification never waits behind a large fan-out's thousands of deliveries."""
+    return f"{queue}.express"
+
+
 def broker_reachable(timeout: float = 2.0) -> bool:
     """Whether the configured broker accepts a connection now (the embedded one always does)."""
     if app.conf.broker_url == EMBEDDED_BROKER:

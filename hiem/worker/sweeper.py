@@ -43,14 +43,14 @@ SWEEP_LIMIT = 5000
 
 def sweep_once() -> tuple[int, int]:
     """One pass; returns (fan-outs, deliveries) re-enqueued."""
-    from hiem.worker.tasks import deliver, fanout, send_deliveries
+    from hiem.worker.tasks import deliver, send_deliveries, send_fanout
 
     rt = runtime()
     cutoff = utcnow() - timedelta(seconds=rt.settings.delivery.visibility_timeout)
     with rt.db.session() as session:
         fanouts = store.stale_fanouts(session, cutoff, SWEEP_LIMIT)
     for notification_id in fanouts:
-        fanout.delay(notification_id)
+        send_fanout(notification_id)
     with rt.db.session() as session:
         due = store.requeue_due(session, cutoff, SWEEP_LIMIT)
     if due:

@@ -15,7 +15,7 @@ from hiem.delivery.pipeline import EMBEDDED_SENDER_THREADS, SENDER_THREADS, Orig
 from hiem.store import breaker
 from hiem.store import deliveries as store
 from hiem.worker import runtime as runtimes
-from hiem.worker.celery_app import app
+from hiem.worker.celery_app import app, express_queue
 from hiem.worker.filters import FilterPass
 from hiem.worker.runtime import Runtime, runtime
 
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: deliveries per hiem.deliver task: claimed in one transaction, then sent concurrently
 DELIVER_CHUNK = 50
+#: a fan-out of at most this many deliveries goes through the express lane (celery_app.express_queue)
+EXPRESS_DELIVERIES = 100
 
 
 class _Pipeline:
@@ -96,19 +98,27 @@ def fanout(notification_id: int) -> int:
 def enqueue_new_deliveries(notification_id: int) -> None:
     rt = runtime()
     after = 0
+    with rt.db.session() as session:
+        matched = store.matched_count(session, notification_id)
+    queue = express_queue(rt.settings.queue) if matched <= EXPRESS_DELIVERIES else None
     while True:
         with rt.db.session() as session:
             ids = store.next_unqueued(session, notification_id, after, rt.settings.delivery.fanout_batch)
             if not ids:
                 return
-            send_deliveries(ids)
+            send_deliveries(ids, queue)
             store.mark_enqueued(session, ids)
         after = ids[-1]
 
 
-def send_deliveries(ids: list[int]) -> None:
+def send_deliveries(ids: list[int], queue: str | None = None) -> None:
+    """``queue``: the express lane for a small fan-out's deliveries; the default queue otherwise."""
     for start in range(0, len(ids), DELIVER_CHUNK):
-        deliver.delay(ids[start:start + DELIVER_CHUNK])
+        deliver.apply_async((ids[start:start + DELIVER_CHUNK],), queue=queue)
+
+
+def send_fanout(notification_id: int) -> None:
+    fanout.apply_async((notification_id,), queue=express_queue(runtime().settings.queue))
 
 
 @app.task(name="hiem.deliver")
