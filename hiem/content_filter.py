@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import queue
 import socket
@@ -38,7 +37,6 @@ MAX_EXPRESSION_LENGTH = 2048
 EVALUATION_TIMEOUT = 0.5
 STARTUP_TIMEOUT = 60.0
 
-log = logging.getLogger(__name__)
 
 
 class InvalidExpression(ValueError):

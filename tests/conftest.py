@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,20 @@ def start_broker(mode: str, tmp: Path, database_url: str | None = None, broker_u
         broker.stop()
         raise
     return broker
+
+
+@contextmanager
+def broker_in_mode(mode: str, tmp: Path, **env_overrides: str) -> Iterator[Broker]:
+    """A started broker in ``mode`` (distributed: on a fresh PostgreSQL database and the machine's Redis),
+    stopped and its database dropped on exit."""
+    with ExitStack() as stack:
+        if mode == "embedded":
+            running = start_broker("embedded", tmp, **env_overrides)
+        else:
+            database = stack.enter_context(fresh_postgres_database())
+            running = start_broker("distributed", tmp, database, require_redis(), **env_overrides)
+        stack.callback(running.stop)
+        yield running
 
 
 @pytest.fixture(params=["embedded", "distributed"])

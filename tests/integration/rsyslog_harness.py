@@ -52,10 +52,10 @@ def find_rsyslogd() -> str:
     return path
 
 
-def rsyslog_or_skip(tmp_path: Path) -> RsyslogServer:
-    """A started RsyslogServer; without rsyslog: skip, or fail when the environment has CI=true."""
+def rsyslog_or_skip(tmp_path: Path, kind: type[RsyslogServer] | None = None) -> RsyslogServer:
+    """A started RsyslogServer (or ``kind`` of it); without rsyslog: skip, or fail when CI=true."""
     try:
-        server = RsyslogServer(tmp_path)
+        server = (kind or RsyslogServer)(tmp_path)
     except RsyslogUnavailable as exc:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(str(exc), pytrace=False)

@@ -41,7 +41,6 @@ The measurements are printed (``pytest -s``).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 from collections import Counter
@@ -53,7 +52,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from rsyslog_harness import HOST, RsyslogServer, RsyslogUnavailable
+from rsyslog_harness import HOST, RsyslogServer, rsyslog_or_skip
 from sqlalchemy.orm import Session
 
 from hiem.audit import build_audit_message, event_from_json
@@ -102,18 +101,6 @@ class CrashableRsyslog(RsyslogServer):
         self.records_file = self.dir / file_name
         self.conf_file.write_text(self._config())
         self.start()
-
-
-def _rsyslog_or_skip(tmp_path: Path) -> CrashableRsyslog:
-    """As rsyslog_harness.rsyslog_or_skip: no rsyslog means a skip, or a failure under CI=true."""
-    try:
-        server = CrashableRsyslog(tmp_path)
-    except RsyslogUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
-    server.start()
-    return server
 
 
 def _audit_env(server: RsyslogServer) -> dict[str, str]:
@@ -214,7 +201,7 @@ def _crash_while_receiving(rsyslog: CrashableRsyslog, timeout: float = 10.0) -> 
 
 def test_distributed_shipper_through_a_syslog_crash(tmp_path: Path) -> None:
     started = time.monotonic()
-    rsyslog = _rsyslog_or_skip(tmp_path)
+    rsyslog = rsyslog_or_skip(tmp_path, CrashableRsyslog)
     with ExitStack() as stack:
         stack.callback(rsyslog.stop)
         redis_url = require_redis()

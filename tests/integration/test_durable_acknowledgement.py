@@ -4,7 +4,6 @@ web and worker processes SIGKILLed, PostgreSQL's commit and the fan-out job in R
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,10 @@ from sqlalchemy.pool import NullPool
 
 from hiem.config import load_settings
 from hiem.store.db import Database
-from tests.conftest import Broker, start_broker
+from tests.conftest import Broker, broker_in_mode
 from tests.support import wsn
 from tests.support.consumer import RecordingConsumer
 from tests.support.processes import free_port, wait_healthy
-from tests.support.services import fresh_postgres_database, require_redis
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +34,7 @@ def test_embedded_commits_are_durable_by_default(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode", ["embedded", "distributed"])
 def test_a_broker_killed_right_after_202_delivers_after_restart(tmp_path: Path, mode: str) -> None:
-    with ExitStack() as stack:
-        if mode == "embedded":
-            broker = start_broker("embedded", tmp_path)
-        else:
-            database = stack.enter_context(fresh_postgres_database())
-            broker = start_broker("distributed", tmp_path, database, require_redis())
+    with broker_in_mode(mode, tmp_path) as broker:
         _kill_after_202_and_restart(broker)
 
 

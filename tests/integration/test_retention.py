@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,12 +16,11 @@ from sqlalchemy.pool import NullPool
 
 from hiem import ns
 from hiem.wsn.faults import OLDEST_RETAINED_DIALECT
-from tests.conftest import start_broker
+from tests.conftest import Broker, broker_in_mode, start_broker
 from tests.support import wsn
 from tests.support.consumer import RecordingConsumer
 from tests.support.faults import wait_until
 from tests.support.processes import ROOT
-from tests.support.services import fresh_postgres_database, require_redis
 
 pytestmark = pytest.mark.slow
 TOPIC = "nhin:GIPSE/Biosurveillance/Fever"
@@ -42,11 +42,7 @@ def test_short_windows_purge_delivered_rows_and_replay_says_what_is_gone(tmp_pat
     broker = start_broker("embedded", tmp_path, HIEM_RETAIN_DELIVERED="PT1S", HIEM_RETAIN_NOTIFICATIONS="PT1S",
                           HIEM_PURGE_INTERVAL="1", HIEM_SWEEP_INTERVAL="0.5")
     engine = sa.create_engine(broker.env["HIEM_DATABASE_URL"], poolclass=NullPool)
-
-    def count(sql: str) -> int:
-        with engine.connect() as connection:
-            return int(connection.execute(sa.text(sql)).scalar() or 0)
-
+    count = _counter(engine)
     try:
         with RecordingConsumer() as consumer:
             subscription = wsn.subscription_id(wsn.call(broker.url, "Subscribe",
@@ -87,6 +83,14 @@ def test_short_windows_purge_delivered_rows_and_replay_says_what_is_gone(tmp_pat
         broker.stop()
 
 
+def _counter(engine: sa.Engine) -> Callable[[str], int]:
+    """``count(sql)``: the one number a SELECT answers, read on a connection of its own."""
+    def count(sql: str) -> int:
+        with engine.connect() as connection:
+            return int(connection.execute(sa.text(sql)).scalar() or 0)
+    return count
+
+
 def _cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "hiem.cli", *args], env=env, cwd=ROOT, text=True,
                           capture_output=True, timeout=60)
@@ -100,41 +104,32 @@ def test_ended_subscriptions_and_old_audit_records_are_purged_and_counted(tmp_pa
     with churn (the soak's finding). No repository is configured here, so no record waits for shipping."""
     windows = {"HIEM_RETAIN_ENDED": "PT1S", "HIEM_AUDIT_RETENTION_DAYS": "0.00003",  # about 2.6 s
                "HIEM_PURGE_INTERVAL": "1", "HIEM_SWEEP_INTERVAL": "0.5"}
-    if mode == "embedded":
-        broker = start_broker("embedded", tmp_path, **windows)
-        database = None
-    else:
-        database = fresh_postgres_database()
-        broker = start_broker("distributed", tmp_path, database.__enter__(), require_redis(), **windows)
-    engine = sa.create_engine(broker.env["HIEM_DATABASE_URL"], poolclass=NullPool)
+    with broker_in_mode(mode, tmp_path, **windows) as broker:
+        engine = sa.create_engine(broker.env["HIEM_DATABASE_URL"], poolclass=NullPool)
+        try:
+            _purges_what_was_left(broker, _counter(engine))
+        finally:
+            engine.dispose()
 
-    def count(sql: str) -> int:
-        with engine.connect() as connection:
-            return int(connection.execute(sa.text(sql)).scalar() or 0)
 
-    try:
-        with RecordingConsumer() as consumer:
-            subscription = wsn.subscription_id(wsn.call(broker.url, "Subscribe",
-                                                        wsn.subscribe_body(consumer.url, topic=TOPIC)))
-            _publish(broker.url, 0)
-            consumer.wait_for(1, timeout=30)
-            gone = wsn.call(broker.url, "Unsubscribe", "<wsnt:Unsubscribe/>",
-                            headers=wsn.subscription_header(subscription))
-            assert gone.status_code == 200, gone.text
-        wait_until(lambda: count("SELECT count(*) FROM subscriptions") == 0, 30, "the ended subscription purged")
-        assert count("SELECT count(*) FROM deliveries") == 0  # its last delivery went with it
-        assert count("SELECT count(*) FROM subscription_topics") == 0
-        wait_until(lambda: count("SELECT count(*) FROM audit_records") == 0, 30, "old audit records purged")
-        metrics = httpx.get(f"{broker.url}/metrics", timeout=10).text
-        assert 'hiem_purged_rows_total{kind="subscriptions"} 1.0' in metrics, metrics
-        audited = count("SELECT rows FROM purge_totals WHERE kind = 'audit_records'")
-        assert audited >= 3  # Subscribe, Notify, delivery and Unsubscribe were each audited
-        assert f'hiem_purged_rows_total{{kind="audit_records"}} {float(audited)}' in \
-            httpx.get(f"{broker.url}/metrics", timeout=10).text
-        stats = _cli(broker.env, "db", "stats")
-        assert "subscriptions 1" in stats, stats
-    finally:
-        engine.dispose()
-        broker.stop()
-        if database is not None:
-            database.__exit__(None, None, None)
+def _purges_what_was_left(broker: Broker, count: Callable[[str], int]) -> None:
+    with RecordingConsumer() as consumer:
+        subscription = wsn.subscription_id(wsn.call(broker.url, "Subscribe",
+                                                    wsn.subscribe_body(consumer.url, topic=TOPIC)))
+        _publish(broker.url, 0)
+        consumer.wait_for(1, timeout=30)
+        gone = wsn.call(broker.url, "Unsubscribe", "<wsnt:Unsubscribe/>",
+                        headers=wsn.subscription_header(subscription))
+        assert gone.status_code == 200, gone.text
+    wait_until(lambda: count("SELECT count(*) FROM subscriptions") == 0, 30, "the ended subscription purged")
+    assert count("SELECT count(*) FROM deliveries") == 0  # its last delivery went with it
+    assert count("SELECT count(*) FROM subscription_topics") == 0
+    wait_until(lambda: count("SELECT count(*) FROM audit_records") == 0, 30, "old audit records purged")
+    metrics = httpx.get(f"{broker.url}/metrics", timeout=10).text
+    assert 'hiem_purged_rows_total{kind="subscriptions"} 1.0' in metrics, metrics
+    audited = count("SELECT rows FROM purge_totals WHERE kind = 'audit_records'")
+    assert audited >= 3  # Subscribe, Notify, delivery and Unsubscribe were each audited
+    assert f'hiem_purged_rows_total{{kind="audit_records"}} {float(audited)}' in \
+        httpx.get(f"{broker.url}/metrics", timeout=10).text
+    stats = _cli(broker.env, "db", "stats")
+    assert "subscriptions 1" in stats, stats

@@ -19,11 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from hiem import ns
-from tests.conftest import Broker, start_broker
+from tests.conftest import Broker, broker_in_mode
 from tests.support import wsn
 from tests.support.consumer import RecordingConsumer
 from tests.support.faults import wait_until
-from tests.support.services import fresh_postgres_database, require_redis
 
 pytestmark = pytest.mark.slow
 
@@ -79,17 +78,13 @@ def world(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Deliveries]]:
     # backoff short enough to see a second attempt, long enough ceiling for Retry-After: 30 to count
     windows = {"HIEM_BACKOFF_BASE": "0.3", "HIEM_BACKOFF_MAX": "60", "HIEM_BREAKER_THRESHOLD": "1000"}
-    with ExitStack() as stack:
-        tmp = tmp_path_factory.mktemp(f"retry-classes-{request.param}")
-        if request.param == "embedded":
-            broker = start_broker("embedded", tmp, **windows)
-        else:
-            database = stack.enter_context(fresh_postgres_database())
-            broker = start_broker("distributed", tmp, database, require_redis(), **windows)
-        stack.callback(broker.stop)
+    with broker_in_mode(request.param, tmp_path_factory.mktemp(f"retry-classes-{request.param}"),
+                        **windows) as broker:
         rows = Deliveries(broker)
-        stack.callback(rows.engine.dispose)
-        yield broker, rows
+        try:
+            yield broker, rows
+        finally:
+            rows.engine.dispose()
 
 
 def _subscribe(broker: Broker, consumer: RecordingConsumer, topic: str) -> str:
@@ -143,13 +138,7 @@ def test_retry_after_is_honoured_within_the_backoff_ceiling(world: tuple[Broker,
 def test_every_delivery_ends_at_max_age(tmp_path: Path, mode: str) -> None:
     settings = {"HIEM_MAX_AGE": "3", "HIEM_BACKOFF_BASE": "0.3", "HIEM_BACKOFF_MAX": "0.5",
                 "HIEM_BREAKER_THRESHOLD": "1000", "HIEM_MAX_ATTEMPTS": "1000"}
-    with ExitStack() as stack:
-        if mode == "embedded":
-            broker = start_broker("embedded", tmp_path, **settings)
-        else:
-            database = stack.enter_context(fresh_postgres_database())
-            broker = start_broker("distributed", tmp_path, database, require_redis(), **settings)
-        stack.callback(broker.stop)
+    with broker_in_mode(mode, tmp_path, **settings) as broker, ExitStack() as stack:
         rows = Deliveries(broker)
         stack.callback(rows.engine.dispose)
         with RecordingConsumer(answering(503)) as consumer:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from hiem import contract, ns
 from hiem.store.db import Database
 from hiem.store.models import AuditRecord, Subscription
-from tests.conftest import Broker, start_broker
+from tests.conftest import Broker, broker_in_mode, start_broker
 from tests.integration.ops_harness import logged_in_client
 from tests.support import wsn
 from tests.support.barrier import (
@@ -356,34 +356,28 @@ def test_sequence_numbers_survive_restarts(tmp_path, consumer):
 
 def test_xpath_filters_in_distributed_mode(tmp_path):
     """The sandboxes start inside Celery's pool children (daemonic processes) too, and match there."""
-    from tests.support.services import fresh_postgres_database, require_redis
-
     topic = "nhin:GIPSE/Biosurveillance/Neurological"
-    with fresh_postgres_database() as database:
-        broker = start_broker("distributed", tmp_path, database, require_redis())
+    with broker_in_mode("distributed", tmp_path) as broker:
+        with RecordingConsumer() as high, RecordingConsumer() as low:
+            ids = {}
+            for name, consumer, expression in (("high", high, "/g:Report/g:Count &gt; 100"),
+                                               ("low", low, "g:Count &lt;= 100")):
+                ids[name] = wsn.subscription_id(wsn.call(broker.url, "Subscribe", wsn.subscribe_body(
+                    consumer.url, topic=topic, extra_filter=_content_filter(expression))))
+            for count in (5, 500):
+                payload = f"<g:Report xmlns:g='urn:g'><g:Count>{count}</g:Count></g:Report>"
+                published = wsn.call(broker.url, "Notify", wsn.notify_body(topic=topic, payload=payload))
+                assert published.status_code == 202, published.text
+            assert [r.envelope().findtext(".//{urn:g}Count") for r in high.wait_for(1, timeout=30)] == ["500"]
+            assert [r.envelope().findtext(".//{urn:g}Count") for r in low.wait_for(1, timeout=30)] == ["5"]
+        engine = sa.create_engine(broker.env["HIEM_DATABASE_URL"])
         try:
-            with RecordingConsumer() as high, RecordingConsumer() as low:
-                ids = {}
-                for name, consumer, expression in (("high", high, "/g:Report/g:Count &gt; 100"),
-                                                   ("low", low, "g:Count &lt;= 100")):
-                    ids[name] = wsn.subscription_id(wsn.call(broker.url, "Subscribe", wsn.subscribe_body(
-                        consumer.url, topic=topic, extra_filter=_content_filter(expression))))
-                for count in (5, 500):
-                    payload = f"<g:Report xmlns:g='urn:g'><g:Count>{count}</g:Count></g:Report>"
-                    published = wsn.call(broker.url, "Notify", wsn.notify_body(topic=topic, payload=payload))
-                    assert published.status_code == 202, published.text
-                assert [r.envelope().findtext(".//{urn:g}Count") for r in high.wait_for(1, timeout=30)] == ["500"]
-                assert [r.envelope().findtext(".//{urn:g}Count") for r in low.wait_for(1, timeout=30)] == ["5"]
-            engine = sa.create_engine(database)
-            try:
-                with engine.connect() as connection:  # both fan-outs are done: each subscription got one row
-                    pending = "SELECT count(*) FROM notifications WHERE fanout_state <> 'done'"
-                    assert connection.execute(sa.text(pending)).scalar() == 0
-                    rows = dict(connection.execute(sa.text(
-                        "SELECT subscription_id, count(*) FROM deliveries GROUP BY subscription_id")).all())
-                    failures = connection.execute(sa.text("SELECT sum(filter_failures) FROM subscriptions")).scalar()
-            finally:
-                engine.dispose()
-            assert rows == {ids["high"]: 1, ids["low"]: 1} and failures == 0
+            with engine.connect() as connection:  # both fan-outs are done: each subscription got one row
+                pending = "SELECT count(*) FROM notifications WHERE fanout_state <> 'done'"
+                assert connection.execute(sa.text(pending)).scalar() == 0
+                rows = dict(connection.execute(sa.text(
+                    "SELECT subscription_id, count(*) FROM deliveries GROUP BY subscription_id")).all())
+                failures = connection.execute(sa.text("SELECT sum(filter_failures) FROM subscriptions")).scalar()
         finally:
-            broker.stop()
+            engine.dispose()
+    assert rows == {ids["high"]: 1, ids["low"]: 1} and failures == 0
