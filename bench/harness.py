@@ -45,9 +45,12 @@ class Proc:
         self.env = env or {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._log_start = 0
 
     def start(self, ready: str | None = None, timeout: float = 30.0) -> Proc:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        # logs are appended to, and an earlier process may have written the ready line to this one
+        self._log_start = self._log.tell()
         self.proc = subprocess.Popen([sys.executable, *self.args], cwd=ROOT, env=self.env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         if ready:
@@ -64,7 +67,12 @@ class Proc:
         return self.proc.pid
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """What this process has written (not what earlier processes appended to the same log)."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
