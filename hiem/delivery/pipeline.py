@@ -47,6 +47,9 @@ EMBEDDED_SENDER_THREADS = 8
 SENDS_PER_POOL = 5000
 #: claims that may wait in one process, over all consumers
 BACKLOG = 512
+#: the express lane's own sender threads and backlog (small fan-outs; see OriginQueues)
+EXPRESS_SENDER_THREADS = 4
+EXPRESS_BACKLOG = 128
 #: claims that may wait for one consumer before the rest are given back to the database
 ORIGIN_QUEUE_LIMIT = 128
 #: how long a claim waits for room in its consumer's queue before it is given back to the database,
@@ -59,95 +62,42 @@ RECORD_RETRY_SECONDS = 30.0
 RECORD_BATCH = 500
 RECORD_LINGER_SECONDS = 0.02
 
-class OriginQueues:
-    """Claims waiting per consumer origin; at most ``limit`` of each origin's are being sent at once.
 
-    A claim is sent only while it is fresh: one that waited half its lease (``HIEM_VISIBILITY_TIMEOUT``)
-    is given back instead, so its lease cannot expire mid-POST and have another worker send it too; one
-    whose origin the breaker parked meanwhile waits in the database until the park ends; and a stopping
-    process gives back what it has not started, so a graceful stop re-sends nothing.
+class SenderPool:
+    """Sender threads, replaced by fresh ones every :data:`SENDS_PER_POOL` sends (see the module docstring).
+
+    A retired pool takes no more work; its threads finish what they hold and exit.
     """
 
-    def __init__(self, rt: DeliveryContext, send: Callable[[DeliveryContext, Claim, str], Attempted],
-                 recorder: OutcomeRecorder, *, threads: int = SENDER_THREADS, backlog: int = BACKLOG) -> None:
-        self._rt = rt
-        self._send = send
-        self._recorder = recorder
-        self._limit = rt.settings.delivery.consumer_concurrency
-        self._fresh_for = rt.settings.delivery.visibility_timeout / 2
-        self._threads = threads
+    def __init__(self, threads: int, name: str) -> None:
+        self._threads, self._name = threads, name
+        self._lock = threading.Lock()
         self._pool = self._new_pool()
         self._sends_on_pool = 0
         self._in_flight: dict[ThreadPoolExecutor, int] = {}  # sends started and not ended, per pool
-        self._room = threading.BoundedSemaphore(backlog)
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)  # an origin's queue got shorter
-        self._waiting: dict[str, deque[tuple[Claim, float]]] = {}
-        self._sending: dict[str, int] = {}
-        self._parked: dict[str, datetime] = {}
         self._closing = False
 
-    def submit_all(self, admitted: list[tuple[Claim, str]]) -> None:
-        """Queue claimed deliveries. Blocks while the process's backlog is full, and while a consumer's own
-        queue is full for at most :data:`BUSY_WAIT_SECONDS`: a consumer that drains it slower than that (one
-        that hangs) gets the rest of its claims in this batch given back to the database instead."""
-        claimed_at = time.monotonic()
-        stalled: set[str] = set()
-        for claim, origin in admitted:
-            if origin in stalled or not self._wait_for_room(origin):
-                stalled.add(origin)
-                self._give_back(claim, origin, utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS),
-                                "consumer busy (per-consumer concurrency limit)")
-                continue
-            self._submit(claim, origin, claimed_at)
-
-    def park(self, origin: str, until: datetime) -> None:
-        """The breaker parked ``origin``: claims of it not yet sent wait in the database until ``until``."""
-        with self._lock:
-            self._parked[origin] = until
-
-    def _wait_for_room(self, origin: str) -> bool:
-        deadline = time.monotonic() + BUSY_WAIT_SECONDS
-        with self._changed:
-            while len(self._waiting.setdefault(origin, deque())) >= ORIGIN_QUEUE_LIMIT:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(left)
-        return True
-
-    def _submit(self, claim: Claim, origin: str, claimed_at: float) -> None:
-        self._room.acquire()
-        with self._lock:
-            if self._sending.get(origin, 0) < self._limit:
-                self._sending[origin] = self._sending.get(origin, 0) + 1
-                start = True
-            else:
-                self._waiting[origin].append((claim, claimed_at))
-                start = False
-        if start:
-            self._start(claim, origin, claimed_at)
-
-    def _start(self, claim: Claim, origin: str, claimed_at: float) -> None:
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on a sender thread; RuntimeError once the pool is shutting down."""
         with self._lock:
             pool = self._pool_for_next_send()
             self._in_flight[pool] = self._in_flight.get(pool, 0) + 1
         try:
-            future = pool.submit(self._run, claim, origin, claimed_at)
-        except RuntimeError:  # the pool is shutting down
+            future = pool.submit(fn)
+        except RuntimeError:
             self._ended(pool)
-            self._room.release()
-            self._give_back(claim, origin, utcnow(), "worker stopping")
-            self._next(origin)
-            return
+            raise
         future.add_done_callback(lambda _future: self._ended(pool))
 
+    def pools(self) -> int:
+        """Pools still tracked: the current one and retired ones with sends not yet ended."""
+        with self._lock:
+            return len({self._pool, *self._in_flight})
+
     def _new_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="hiem-sender")
+        return ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix=self._name)
 
     def _pool_for_next_send(self) -> ThreadPoolExecutor:
-        """The current pool, replaced by a fresh one every :data:`SENDS_PER_POOL` sends (caller holds the
-        lock). The retired pool takes no more work; its threads finish what they hold and exit."""
         self._sends_on_pool += 1
         if self._sends_on_pool > SENDS_PER_POOL and not self._closing:
             retired = self._pool
@@ -165,7 +115,102 @@ class OriginQueues:
             else:
                 del self._in_flight[pool]  # a retired pool with nothing left: forget it
 
-    def _run(self, claim: Claim, origin: str, claimed_at: float) -> None:
+    def shutdown(self) -> None:
+        """Finish the sends in progress, in the current pool and any retired one still finishing."""
+        with self._lock:
+            self._closing = True
+            pools = {self._pool, *self._in_flight}
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=False)
+
+
+class OriginQueues:
+    """Claims waiting per consumer origin; at most ``limit`` of each origin's are being sent at once.
+
+    A claim is sent only while it is fresh: one that waited half its lease (``HIEM_VISIBILITY_TIMEOUT``)
+    is given back instead, so its lease cannot expire mid-POST and have another worker send it too; one
+    whose origin the breaker parked meanwhile waits in the database until the park ends; and a stopping
+    process gives back what it has not started, so a graceful stop re-sends nothing.
+
+    Express claims (the deliveries of a small fan-out, ``HIEM_QUEUE.express``) have sender threads and a
+    backlog of their own, and go first in their origin's queue: a 10-subscriber notification must not
+    wait behind the hundreds of claims a large fan-out keeps queued here.
+    """
+
+    def __init__(self, rt: DeliveryContext, send: Callable[[DeliveryContext, Claim, str], Attempted],
+                 recorder: OutcomeRecorder, *, threads: int = SENDER_THREADS, backlog: int = BACKLOG,
+                 express_threads: int = EXPRESS_SENDER_THREADS) -> None:
+        self._rt = rt
+        self._send = send
+        self._recorder = recorder
+        self._limit = rt.settings.delivery.consumer_concurrency
+        self._fresh_for = rt.settings.delivery.visibility_timeout / 2
+        self._senders = {False: SenderPool(threads, "hiem-sender"),
+                         True: SenderPool(express_threads, "hiem-express-sender")}
+        self._room = {False: threading.BoundedSemaphore(backlog),
+                      True: threading.BoundedSemaphore(EXPRESS_BACKLOG)}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # an origin's queue got shorter
+        self._waiting: dict[str, deque[tuple[Claim, float, bool]]] = {}
+        self._sending: dict[str, int] = {}
+        self._parked: dict[str, datetime] = {}
+        self._closing = False
+
+    def submit_all(self, admitted: list[tuple[Claim, str]], *, express: bool = False) -> None:
+        """Queue claimed deliveries. Blocks while the process's backlog is full, and while a consumer's own
+        queue is full for at most :data:`BUSY_WAIT_SECONDS`: a consumer that drains it slower than that (one
+        that hangs) gets the rest of its claims in this batch given back to the database instead. Express
+        claims skip the consumer's queue limit (a small fan-out brings few)."""
+        claimed_at = time.monotonic()
+        stalled: set[str] = set()
+        for claim, origin in admitted:
+            if not express and (origin in stalled or not self._wait_for_room(origin)):
+                stalled.add(origin)
+                self._give_back(claim, origin, utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS),
+                                "consumer busy (per-consumer concurrency limit)")
+                continue
+            self._submit(claim, origin, claimed_at, express)
+
+    def park(self, origin: str, until: datetime) -> None:
+        """The breaker parked ``origin``: claims of it not yet sent wait in the database until ``until``."""
+        with self._lock:
+            self._parked[origin] = until
+
+    def _wait_for_room(self, origin: str) -> bool:
+        deadline = time.monotonic() + BUSY_WAIT_SECONDS
+        with self._changed:
+            while len(self._waiting.setdefault(origin, deque())) >= ORIGIN_QUEUE_LIMIT:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def _submit(self, claim: Claim, origin: str, claimed_at: float, express: bool) -> None:
+        self._room[express].acquire()
+        with self._lock:
+            if self._sending.get(origin, 0) < self._limit:
+                self._sending[origin] = self._sending.get(origin, 0) + 1
+                start = True
+            else:
+                waiting = self._waiting.setdefault(origin, deque())
+                if express:
+                    waiting.appendleft((claim, claimed_at, express))
+                else:
+                    waiting.append((claim, claimed_at, express))
+                start = False
+        if start:
+            self._start(claim, origin, claimed_at, express)
+
+    def _start(self, claim: Claim, origin: str, claimed_at: float, express: bool) -> None:
+        try:
+            self._senders[express].submit(lambda: self._run(claim, origin, claimed_at, express))
+        except RuntimeError:  # the pool is shutting down
+            self._room[express].release()
+            self._give_back(claim, origin, utcnow(), "worker stopping")
+            self._next(origin)
+
+    def _run(self, claim: Claim, origin: str, claimed_at: float, express: bool) -> None:
         try:
             held_back = self._held_back(origin, claimed_at)
             if held_back is not None:
@@ -175,7 +220,7 @@ class OriginQueues:
         except Exception:  # send() never raises; if it does, the lease brings the delivery back
             log.exception("a sender thread failed")
         finally:
-            self._room.release()
+            self._room[express].release()
             self._next(origin)
 
     def _held_back(self, origin: str, claimed_at: float) -> tuple[datetime, str] | None:
@@ -197,29 +242,32 @@ class OriginQueues:
             if not waiting:
                 self._sending[origin] -= 1
                 return
-            claim, claimed_at = waiting.popleft()
+            claim, claimed_at, express = waiting.popleft()
             self._changed.notify_all()
-        self._start(claim, origin, claimed_at)
+        self._start(claim, origin, claimed_at, express)
 
     def _give_back(self, claim: Claim, origin: str, until: datetime, reason: str) -> None:
         self._recorder.put(Attempted(claim, origin, released_until=until, released_reason=reason))
+
+    def pools(self) -> int:
+        """Sender pools still tracked, both lanes (the tests watch retired pools go)."""
+        return sum(senders.pools() for senders in self._senders.values())
 
     def shutdown(self) -> None:
         """Finish the POSTs in progress; give back every claim not started (recorded by the recorder,
         which must be stopped after this)."""
         with self._lock:
             self._closing = True
-            pending = [(claim, origin) for origin, queued in self._waiting.items() for claim, _ in queued]
+            pending = [(claim, origin, express) for origin, queued in self._waiting.items()
+                       for claim, _, express in queued]
             for queued in self._waiting.values():
                 queued.clear()
             self._changed.notify_all()
-        for claim, origin in pending:
-            self._room.release()
+        for claim, origin, express in pending:
+            self._room[express].release()
             self._give_back(claim, origin, utcnow(), "worker stopping")
-        with self._lock:
-            pools = {self._pool, *self._in_flight}
-        for pool in pools:  # the current one and any retired one still finishing a send
-            pool.shutdown(wait=True, cancel_futures=False)
+        for senders in self._senders.values():
+            senders.shutdown()
 
 
 class OutcomeRecorder(threading.Thread):

@@ -114,7 +114,10 @@ def enqueue_new_deliveries(notification_id: int) -> None:
 def send_deliveries(ids: list[int], queue: str | None = None) -> None:
     """``queue``: the express lane for a small fan-out's deliveries; the default queue otherwise."""
     for start in range(0, len(ids), DELIVER_CHUNK):
-        deliver.apply_async((ids[start:start + DELIVER_CHUNK],), queue=queue)
+        if queue is None:
+            deliver.apply_async((ids[start:start + DELIVER_CHUNK],))
+        else:
+            deliver.apply_async((ids[start:start + DELIVER_CHUNK],), {"express": True}, queue=queue)
 
 
 def send_fanout(notification_id: int) -> None:
@@ -122,8 +125,9 @@ def send_fanout(notification_id: int) -> None:
 
 
 @app.task(name="hiem.deliver")
-def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
-    """Send a batch concurrently, or one after the other (a resumed subscription's backlog, in order)."""
+def deliver(delivery_ids: list[int], sequential: bool = False, express: bool = False) -> None:
+    """Send a batch concurrently, or one after the other (a resumed subscription's backlog, in order).
+    ``express``: a small fan-out's batch, sent on this process's express sender threads."""
     if sequential:
         _deliver_in_order(delivery_ids)
         return
@@ -132,7 +136,7 @@ def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
     # a worker slot per notification and starve every other consumer. Nothing is lost if this process
     # dies: each claim's lease expires and the sweeper sends it again.
     rt = runtime()
-    pipeline.queues(rt).submit_all(claim_admitted(rt, delivery_ids))
+    pipeline.queues(rt).submit_all(claim_admitted(rt, delivery_ids), express=express)
 
 
 def claim_admitted(rt: Runtime, delivery_ids: list[int]) -> list[tuple[store.Claim, str]]:

@@ -233,5 +233,44 @@ def test_sender_threads_are_replaced_every_few_thousand_sends_and_nothing_is_los
     wait_for(lambda: len(written.items()) == 60)
     assert sorted(item.claim.delivery_id for item in written.items()) == list(range(60)), "each sent once"
     assert len(threads_seen) > 4, "more threads than one pool ever needed at once: pools were replaced"
-    wait_for(lambda: len(queues._in_flight) <= 1)  # retired pools with nothing left are forgotten
+    wait_for(lambda: queues.pools() <= 2)  # retired pools with nothing left are forgotten (one per lane left)
     wait_for(lambda: sum(thread.is_alive() for thread in threads_seen) <= 8)  # at most one pool (8) lives on
+
+
+def test_express_claims_are_sent_while_every_main_sender_is_busy(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """A small fan-out's deliveries have sender threads of their own: they go out while all 8 main threads
+    hang on a large fan-out's consumer."""
+    release = threading.Event()
+
+    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
+        if origin == "http://big:80":
+            release.wait(10)
+        return Attempted(c, origin, status_code=202)
+
+    queues, written = pipeline(send, limit=8)
+    try:
+        queues.submit_all([(claim(n, "http://big/"), "http://big:80") for n in range(20)])
+        queues.submit_all([(claim(100 + n, "http://small/"), "http://small:80") for n in range(5)], express=True)
+        wait_for(lambda: len(written.items()) == 5)
+        assert {item.claim.delivery_id for item in written.items()} == set(range(100, 105))
+    finally:
+        release.set()
+    wait_for(lambda: len(written.items()) == 25)
+
+
+def test_express_claims_go_first_in_their_consumers_queue(pipeline) -> None:  # type: ignore[no-untyped-def]
+    release = threading.Event()
+    order: list[int] = []
+
+    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
+        if c.delivery_id == 0:
+            release.wait(10)
+        order.append(c.delivery_id)
+        return Attempted(c, origin, status_code=202)
+
+    queues, written = pipeline(send, limit=1)
+    queues.submit_all([(claim(n), "http://a:80") for n in range(5)])
+    queues.submit_all([(claim(100), "http://a:80")], express=True)
+    release.set()
+    wait_for(lambda: len(written.items()) == 6)
+    assert order == [0, 100, 1, 2, 3, 4]
