@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = {"postgresql": harness.postgres_available(), "redis": harness.redis_available()}
         results["meta"]["services"] = {k: v or "ok" for k, v in missing.items()}
         distributed_ok = not missing["postgresql"] and not missing["redis"]
-        for key in ("baselines", "signing", "subscribe", "durability", "fanout", "publisher_latency", "memory",
+        for key in ("baselines", "signing", "subscribe", "durability", "fanout", "fanout_ec", "publisher_latency",
+                    "memory",
                     "matching", "options", "fanout_default_limit", "profile", "operator_reads",
                     "fanout_concurrency", "errors"):
             results.setdefault(key, {})
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     results["subscribe"][mode] = found["subscribe"]
                     results["fanout"][mode] = found["fanout"]
                     results["publisher_latency"][mode] = found["latency"]
+                    results["fanout_ec"][mode] = found["fanout_ec"]
                     results["memory"][mode] = report.memory_summary(found["fanout"])
             if "subscribe" in wanted:
                 results["subscribe"][mode] = section(f"{mode}: Subscribe", f"subscribe.{mode}",

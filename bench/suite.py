@@ -435,7 +435,24 @@ def mode_suite(ctx: Context, mode: str) -> dict[str, Any]:
                     f"(ratio to (a) {entry['ratio_a']}), done={entry['done']}, peak RSS "
                     f"{entry['peak_rss_mb']}")
     found["latency"] = publisher_latency(ctx, mode)
+    found["fanout_ec"] = ec_fanout(ctx, mode)
     return found
+
+
+def ec_fanout(ctx: Context, mode: str) -> dict[str, Any]:
+    """One fan-out (the largest size of the plan up to 10,000) by a broker whose signing key is EC P-256:
+    the issue's ratio to (a), and the ratio to (s) with the same kind of key."""
+    n = max([size for size in ctx.plan.fanout_sizes if size <= 10_000] or [min(ctx.plan.fanout_sizes)])
+    key_path, cert_path = ec_identity(ctx.tmp / f"ec-identity-{mode}")
+    with deployment(ctx, mode, "ec", **FANOUT_ENV, HIEM_SIGNING_KEY=str(key_path),
+                    HIEM_SIGNING_CERT=str(cert_path)) as (broker, consumer_url, table):
+        ensure_subscribers(broker, consumer_url, ILI, 0, n, 1)
+        entry = fanout_once(ctx, broker, consumer_url, table, n, ctx.plan.fanout_timeout)
+    entry["n"] = n
+    entry["ratio_s"] = ratio(entry["deliveries_per_second"], ctx.baseline("s_ec_p256"))
+    ctx.log(f"  {mode}: fan-out N={n:,} with an EC P-256 key: {entry['deliveries_per_second']:,.0f}/s "
+            f"(ratio to (a) {entry['ratio_a']}, to (s) EC {entry['ratio_s']}), done={entry['done']}")
+    return entry
 
 
 def publisher_latency(ctx: Context, mode: str) -> dict[str, Any]:

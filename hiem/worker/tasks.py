@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: deliveries per hiem.deliver task: claimed in one transaction, then sent concurrently
 DELIVER_CHUNK = 50
-#: a fan-out of at most this many deliveries goes through the express lane (celery_app.express_queue)
+#: a fan-out of at most this many deliveries is sent by the process that made it, on its express senders
 EXPRESS_DELIVERIES = 100
 
 
@@ -96,28 +96,39 @@ def fanout(notification_id: int) -> int:
 
 
 def enqueue_new_deliveries(notification_id: int) -> None:
+    """Hand a fan-out's new deliveries on: a small fan-out's to this process's express senders at once, a
+    large one's to the queue in batches, for every worker to share."""
     rt = runtime()
     after = 0
     with rt.db.session() as session:
         matched = store.matched_count(session, notification_id)
-    queue = express_queue(rt.settings.queue) if matched <= EXPRESS_DELIVERIES else None
+    if matched <= EXPRESS_DELIVERIES:
+        send_here(rt, notification_id)
+        return
     while True:
         with rt.db.session() as session:
             ids = store.next_unqueued(session, notification_id, after, rt.settings.delivery.fanout_batch)
             if not ids:
                 return
-            send_deliveries(ids, queue)
+            send_deliveries(ids)
             store.mark_enqueued(session, ids)
         after = ids[-1]
 
 
-def send_deliveries(ids: list[int], queue: str | None = None) -> None:
-    """``queue``: the express lane for a small fan-out's deliveries; the default queue otherwise."""
+def send_here(rt: Runtime, notification_id: int) -> None:
+    """A small fan-out's deliveries, claimed and sent by the process that created them: a trip through the
+    queue (and a wait there behind other work) less. Marked enqueued first, so if this process dies before
+    claiming them, the sweeper hands them to the queue like any lost message."""
+    with rt.db.session() as session:
+        ids = store.next_unqueued(session, notification_id, 0, EXPRESS_DELIVERIES)
+        store.mark_enqueued(session, ids)
+    if ids:
+        pipeline.queues(rt).submit_all(claim_admitted(rt, ids), express=True)
+
+
+def send_deliveries(ids: list[int]) -> None:
     for start in range(0, len(ids), DELIVER_CHUNK):
-        if queue is None:
-            deliver.apply_async((ids[start:start + DELIVER_CHUNK],))
-        else:
-            deliver.apply_async((ids[start:start + DELIVER_CHUNK],), {"express": True}, queue=queue)
+        deliver.apply_async((ids[start:start + DELIVER_CHUNK],))
 
 
 def send_fanout(notification_id: int) -> None:
@@ -127,7 +138,8 @@ def send_fanout(notification_id: int) -> None:
 @app.task(name="hiem.deliver")
 def deliver(delivery_ids: list[int], sequential: bool = False, express: bool = False) -> None:
     """Send a batch concurrently, or one after the other (a resumed subscription's backlog, in order).
-    ``express``: a small fan-out's batch, sent on this process's express sender threads."""
+    ``express``: a small fan-out's batch, sent on this process's express sender threads (the way
+    :func:`send_here` sends them; a message queued by a version that routed them through the queue)."""
     if sequential:
         _deliver_in_order(delivery_ids)
         return

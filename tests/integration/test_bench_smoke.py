@@ -63,7 +63,7 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
 
     concurrency = results["fanout_concurrency"]  # a --smoke run includes it (2,000 big, 5 small Notifies)
     small = concurrency["small_during_big"]
-    assert len(small["samples"]) == 5 and sum(s["arrived"] for s in small["samples"]) > 0
+    assert len(small["samples"]) >= 5 and sum(s["arrived"] for s in small["samples"]) > 0
     assert {"being_created", "inserting", "all", "phases", "big_fanout", "bound", "cpu"} <= small.keys()
     assert small["big_fanout"]["committed_s"] is not None
     for mode in ("distributed", "embedded"):
