@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import lru_cache
+
 from sqlalchemy.orm import Session
 
 from hiem.store import topics as topic_store
@@ -25,9 +28,20 @@ def parse(data: TopicExpressionData) -> TopicExpression:
             f"topic expression dialect {data.dialect!r} is not supported; use Simple, Concrete or Full "
             "(WS-Topics 1.3)") from None
     try:
-        return parse_expression(data.text, dialect, data.nsmap)
+        return _compiled(data.text, dialect, _bindings(data.nsmap))
     except TopicExpressionError as exc:
         raise faults.InvalidTopicExpressionFault(f"invalid topic expression {data.text!r}: {exc.reason}") from None
+
+
+@lru_cache(maxsize=1024)
+def _compiled(text: str, dialect: TopicDialect, bindings: tuple[tuple[str, str], ...]) -> TopicExpression:
+    """Subscribers send the same few expressions over and over; a TopicExpression is immutable, so one
+    parse serves them all (a refused expression raises and is not kept)."""
+    return parse_expression(text, dialect, dict(bindings))
+
+
+def _bindings(nsmap: Mapping[str | None, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((prefix or "", uri) for prefix, uri in nsmap.items()))
 
 
 def covered_topic_ids(session: Session, expression: TopicExpression) -> list[int]:
