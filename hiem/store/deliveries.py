@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.dml import Update
 
 from hiem.clock import utcnow
 from hiem.config import DeliverySettings
@@ -269,34 +270,14 @@ def claim_many(session: Session, delivery_ids: list[int], lease_seconds: float,
     if not delivery_ids:
         return []
     now = utcnow()
-    other = aliased(Delivery)
-    blockers = [and_(other.state == S.HELD.value, other.sequence < Delivery.sequence)]
-    if ordered:
-        blockers.append(and_(other.notification_id < Delivery.notification_id,
-                             other.state.in_((S.PENDING.value, S.IN_FLIGHT.value, S.RETRYING.value))))
-    blocked = exists().where(other.subscription_id == Delivery.subscription_id, or_(*blockers))
-    taken = session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(delivery_ids), ~blocked, or_(
-            Delivery.state == S.PENDING.value,
-            and_(Delivery.state == S.IN_FLIGHT.value, Delivery.lease_until < now),
-        ))
-        .values(state=S.IN_FLIGHT.value, attempts=Delivery.attempts + 1, updated_at=now,
-                lease_until=now + timedelta(seconds=lease_seconds))
-        .returning(Delivery.id, Delivery.attempts, Delivery.notification_id, Delivery.subscription_id,
-                   Delivery.sequence, Delivery.created_at)
-    ).all()
+    taken = session.execute(_CLAIM[ordered], {"ids": list(delivery_ids), "now": now,
+                                               "lease_end": now + timedelta(seconds=lease_seconds)}).all()
     if not taken:
         return []
     subscriptions = {row.id: row for row in session.execute(
-        select(Subscription.id, Subscription.status, Subscription.termination_time, Subscription.consumer_address,
-               Subscription.consumer_reference_parameters, Subscription.manager_address, Subscription.dialect,
-               Subscription.soap_version)
-        .where(Subscription.id.in_({row.subscription_id for row in taken})))}
+        _CLAIMED_SUBSCRIPTIONS, {"ids": list({row.subscription_id for row in taken})})}
     notifications = {row.id: row for row in session.execute(
-        select(Notification.id, Notification.topic_namespace, Notification.topic_path, Notification.message_xml,
-               Notification.producer_reference)
-        .where(Notification.id.in_({row.notification_id for row in taken})))}
+        _CLAIMED_NOTIFICATIONS, {"ids": list({row.notification_id for row in taken})})}
     claims: list[Claim] = []
     held: list[int] = []
     cancelled: dict[str, list[int]] = {}
@@ -327,6 +308,39 @@ def claim_many(session: Session, delivery_ids: list[int], lease_seconds: float,
         session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
             state=S.CANCELLED.value, last_error=reason, lease_until=None, updated_at=now))
     return claims
+
+
+def _claim_statement(ordered: bool) -> Update:
+    """claim_many's conditional UPDATE, built once: a Core statement with an expanding IN is compiled once
+    and cached, where building the ORM statement anew for every batch cost a worker more CPU than the
+    UPDATE itself (docs/performance.md, "Where the time goes")."""
+    deliveries, other = Delivery.__table__, Delivery.__table__.alias("other")
+    now = bindparam("now", type_=DateTime(timezone=True))
+    blockers = [and_(other.c.state == S.HELD.value, other.c.sequence < deliveries.c.sequence)]
+    if ordered:
+        blockers.append(and_(other.c.notification_id < deliveries.c.notification_id,
+                             other.c.state.in_((S.PENDING.value, S.IN_FLIGHT.value, S.RETRYING.value))))
+    blocked = exists().where(other.c.subscription_id == deliveries.c.subscription_id, or_(*blockers))
+    return (update(deliveries)
+            .where(deliveries.c.id.in_(bindparam("ids", expanding=True)), ~blocked, or_(
+                deliveries.c.state == S.PENDING.value,
+                and_(deliveries.c.state == S.IN_FLIGHT.value, deliveries.c.lease_until < now)))
+            .values(state=S.IN_FLIGHT.value, attempts=deliveries.c.attempts + 1, updated_at=now,
+                    lease_until=bindparam("lease_end", type_=DateTime(timezone=True)))
+            .returning(deliveries.c.id, deliveries.c.attempts, deliveries.c.notification_id,
+                       deliveries.c.subscription_id, deliveries.c.sequence, deliveries.c.created_at))
+
+
+_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+_CLAIMED_SUBSCRIPTIONS = (
+    select(Subscription.id, Subscription.status, Subscription.termination_time, Subscription.consumer_address,
+           Subscription.consumer_reference_parameters, Subscription.manager_address, Subscription.dialect,
+           Subscription.soap_version)
+    .where(Subscription.id.in_(bindparam("ids", expanding=True))))
+_CLAIMED_NOTIFICATIONS = (
+    select(Notification.id, Notification.topic_namespace, Notification.topic_path, Notification.message_xml,
+           Notification.producer_reference)
+    .where(Notification.id.in_(bindparam("ids", expanding=True))))
 
 
 def release_many(session: Session, claims: list[Claim], until: datetime, reason: str) -> None:
@@ -360,13 +374,23 @@ def record_delivered_many(session: Session, delivered: list[tuple[Claim, int | N
     for claim_, status in delivered:
         by_status.setdefault(status, []).append((claim_.delivery_id, claim_.attempt))
     for status, keys in by_status.items():
-        recorded.update(session.scalars(
-            update(Delivery)
-            .where(tuple_(Delivery.id, Delivery.attempts).in_(keys), Delivery.state == S.IN_FLIGHT.value)
-            .values(state=S.DELIVERED.value, delivered_at=now, updated_at=now, last_status=status,
-                    lease_until=None, last_error=None)
-            .returning(Delivery.id)))
+        recorded.update(session.scalars(_RECORD_DELIVERED, {"keys": keys, "now": now, "status": status}))
     return recorded
+
+
+def _record_delivered_statement() -> Update:
+    """record_delivered_many's UPDATE, built once (see :func:`_claim_statement`)."""
+    deliveries = Delivery.__table__
+    now = bindparam("now", type_=DateTime(timezone=True))
+    return (update(deliveries)
+            .where(tuple_(deliveries.c.id, deliveries.c.attempts).in_(bindparam("keys", expanding=True)),
+                   deliveries.c.state == S.IN_FLIGHT.value)
+            .values(state=S.DELIVERED.value, delivered_at=now, updated_at=now,
+                    last_status=bindparam("status", type_=Integer), lease_until=None, last_error=None)
+            .returning(deliveries.c.id))
+
+
+_RECORD_DELIVERED = _record_delivered_statement()
 
 
 def backoff_seconds(attempt: int, settings: DeliverySettings, retry_after: float | None = None) -> float:
