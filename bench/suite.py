@@ -435,7 +435,6 @@ def mode_suite(ctx: Context, mode: str) -> dict[str, Any]:
                     f"(ratio to (a) {entry['ratio_a']}), done={entry['done']}, peak RSS "
                     f"{entry['peak_rss_mb']}")
     found["latency"] = publisher_latency(ctx, mode)
-    found["fanout_ec"] = ec_fanout(ctx, mode)
     return found
 
 

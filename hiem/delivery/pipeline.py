@@ -47,9 +47,12 @@ EMBEDDED_SENDER_THREADS = 8
 SENDS_PER_POOL = 5000
 #: claims that may wait in one process, over all consumers
 BACKLOG = 512
-#: the express lane's own sender threads and backlog (small fan-outs; see OriginQueues)
+#: the express lane's own sender threads and backlog (small fan-outs; see OriginQueues), and how many
+#: express claims may wait for one consumer (a consumer that hangs must not take the whole backlog)
 EXPRESS_SENDER_THREADS = 4
+EMBEDDED_EXPRESS_SENDER_THREADS = 2
 EXPRESS_BACKLOG = 128
+EXPRESS_ORIGIN_LIMIT = 32
 #: claims that may wait for one consumer before the rest are given back to the database
 ORIGIN_QUEUE_LIMIT = 128
 #: how long a claim waits for room in its consumer's queue before it is given back to the database,
@@ -79,14 +82,10 @@ class SenderPool:
 
     def submit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on a sender thread; RuntimeError once the pool is shutting down."""
-        with self._lock:
+        with self._lock:  # submit under the lock: another send must not retire this pool in between
             pool = self._pool_for_next_send()
+            future = pool.submit(fn)  # RuntimeError once shut down (nothing counted yet)
             self._in_flight[pool] = self._in_flight.get(pool, 0) + 1
-        try:
-            future = pool.submit(fn)
-        except RuntimeError:
-            self._ended(pool)
-            raise
         future.add_done_callback(lambda _future: self._ended(pool))
 
     def pools(self) -> int:
@@ -132,9 +131,11 @@ class OriginQueues:
     whose origin the breaker parked meanwhile waits in the database until the park ends; and a stopping
     process gives back what it has not started, so a graceful stop re-sends nothing.
 
-    Express claims (the deliveries of a small fan-out, ``HIEM_QUEUE.express``) have sender threads and a
-    backlog of their own, and go first in their origin's queue: a 10-subscriber notification must not
-    wait behind the hundreds of claims a large fan-out keeps queued here.
+    Express claims (the deliveries of a small fan-out) have sender threads and a backlog of their own, and
+    an origin's waiting express claims go before its other ones (each kind in the order it came): a
+    10-subscriber notification must not wait behind the hundreds of claims a large fan-out keeps queued
+    here. They never block the caller: with no room (the express backlog, or :data:`EXPRESS_ORIGIN_LIMIT`
+    waiting for their consumer) a claim is given back to the database and goes the ordinary way.
     """
 
     def __init__(self, rt: DeliveryContext, send: Callable[[DeliveryContext, Claim, str], Attempted],
@@ -151,7 +152,7 @@ class OriginQueues:
                       True: threading.BoundedSemaphore(EXPRESS_BACKLOG)}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # an origin's queue got shorter
-        self._waiting: dict[str, deque[tuple[Claim, float, bool]]] = {}
+        self._waiting: dict[bool, dict[str, deque[tuple[Claim, float]]]] = {False: {}, True: {}}
         self._sending: dict[str, int] = {}
         self._parked: dict[str, datetime] = {}
         self._closing = False
@@ -160,16 +161,21 @@ class OriginQueues:
         """Queue claimed deliveries. Blocks while the process's backlog is full, and while a consumer's own
         queue is full for at most :data:`BUSY_WAIT_SECONDS`: a consumer that drains it slower than that (one
         that hangs) gets the rest of its claims in this batch given back to the database instead. Express
-        claims skip the consumer's queue limit (a small fan-out brings few)."""
+        claims never wait: without room they are given back at once."""
         claimed_at = time.monotonic()
         stalled: set[str] = set()
         for claim, origin in admitted:
-            if not express and (origin in stalled or not self._wait_for_room(origin)):
-                stalled.add(origin)
+            if express:
+                queued = self._submit_express(claim, origin, claimed_at)
+            else:
+                queued = origin not in stalled and self._wait_for_room(origin)
+                if queued:
+                    self._submit(claim, origin, claimed_at)
+                else:
+                    stalled.add(origin)
+            if not queued:
                 self._give_back(claim, origin, utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS),
                                 "consumer busy (per-consumer concurrency limit)")
-                continue
-            self._submit(claim, origin, claimed_at, express)
 
     def park(self, origin: str, until: datetime) -> None:
         """The breaker parked ``origin``: claims of it not yet sent wait in the database until ``until``."""
@@ -179,28 +185,44 @@ class OriginQueues:
     def _wait_for_room(self, origin: str) -> bool:
         deadline = time.monotonic() + BUSY_WAIT_SECONDS
         with self._changed:
-            while len(self._waiting.setdefault(origin, deque())) >= ORIGIN_QUEUE_LIMIT:
+            while len(self._waiting[False].setdefault(origin, deque())) >= ORIGIN_QUEUE_LIMIT:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._changed.wait(left)
         return True
 
-    def _submit(self, claim: Claim, origin: str, claimed_at: float, express: bool) -> None:
-        self._room[express].acquire()
+    def _submit(self, claim: Claim, origin: str, claimed_at: float) -> None:
+        self._room[False].acquire()
         with self._lock:
-            if self._sending.get(origin, 0) < self._limit:
-                self._sending[origin] = self._sending.get(origin, 0) + 1
-                start = True
-            else:
-                waiting = self._waiting.setdefault(origin, deque())
-                if express:
-                    waiting.appendleft((claim, claimed_at, express))
-                else:
-                    waiting.append((claim, claimed_at, express))
-                start = False
+            start = self._take_slot(origin)
+            if not start:
+                self._waiting[False].setdefault(origin, deque()).append((claim, claimed_at))
         if start:
-            self._start(claim, origin, claimed_at, express)
+            self._start(claim, origin, claimed_at, False)
+
+    def _submit_express(self, claim: Claim, origin: str, claimed_at: float) -> bool:
+        """Queue an express claim if there is room now; False when it must be given back."""
+        if not self._room[True].acquire(blocking=False):
+            return False
+        with self._lock:
+            start = self._take_slot(origin)
+            if not start:
+                waiting = self._waiting[True].setdefault(origin, deque())
+                if len(waiting) >= EXPRESS_ORIGIN_LIMIT:
+                    self._room[True].release()
+                    return False
+                waiting.append((claim, claimed_at))
+        if start:
+            self._start(claim, origin, claimed_at, True)
+        return True
+
+    def _take_slot(self, origin: str) -> bool:
+        """One of the origin's sending slots, if free (caller holds the lock)."""
+        if self._sending.get(origin, 0) < self._limit:
+            self._sending[origin] = self._sending.get(origin, 0) + 1
+            return True
+        return False
 
     def _start(self, claim: Claim, origin: str, claimed_at: float, express: bool) -> None:
         try:
@@ -237,13 +259,18 @@ class OriginQueues:
         return None
 
     def _next(self, origin: str) -> None:
+        """The slot a send of ``origin`` freed goes to its next waiting claim, express ones first."""
         with self._lock:
-            waiting = self._waiting.get(origin)
-            if not waiting:
+            for express in (True, False):
+                waiting = self._waiting[express].get(origin)
+                if waiting:
+                    claim, claimed_at = waiting.popleft()
+                    if not express:
+                        self._changed.notify_all()
+                    break
+            else:
                 self._sending[origin] -= 1
                 return
-            claim, claimed_at, express = waiting.popleft()
-            self._changed.notify_all()
         self._start(claim, origin, claimed_at, express)
 
     def _give_back(self, claim: Claim, origin: str, until: datetime, reason: str) -> None:
@@ -258,10 +285,11 @@ class OriginQueues:
         which must be stopped after this)."""
         with self._lock:
             self._closing = True
-            pending = [(claim, origin, express) for origin, queued in self._waiting.items()
-                       for claim, _, express in queued]
-            for queued in self._waiting.values():
-                queued.clear()
+            pending = [(claim, origin, express) for express, by_origin in self._waiting.items()
+                       for origin, queued in by_origin.items() for claim, _ in queued]
+            for by_origin in self._waiting.values():
+                for queued in by_origin.values():
+                    queued.clear()
             self._changed.notify_all()
         for claim, origin, express in pending:
             self._room[express].release()

@@ -11,7 +11,14 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from hiem import content_filter
 from hiem.clock import utcnow
 from hiem.delivery.attempts import Attempted, record, send
-from hiem.delivery.pipeline import EMBEDDED_SENDER_THREADS, SENDER_THREADS, OriginQueues, OutcomeRecorder
+from hiem.delivery.pipeline import (
+    EMBEDDED_EXPRESS_SENDER_THREADS,
+    EMBEDDED_SENDER_THREADS,
+    EXPRESS_SENDER_THREADS,
+    SENDER_THREADS,
+    OriginQueues,
+    OutcomeRecorder,
+)
 from hiem.store import breaker
 from hiem.store import deliveries as store
 from hiem.worker import runtime as runtimes
@@ -40,8 +47,10 @@ class _Pipeline:
             if self._queues is None:
                 self._recorder = OutcomeRecorder(lambda batch: record_and_follow(rt, batch))
                 self._recorder.start()
-                threads = EMBEDDED_SENDER_THREADS if rt.settings.embedded else SENDER_THREADS
-                self._queues = OriginQueues(rt, send, self._recorder, threads=threads)
+                embedded = rt.settings.embedded  # fewer runnable threads: the web threads share the GIL
+                self._queues = OriginQueues(
+                    rt, send, self._recorder, threads=EMBEDDED_SENDER_THREADS if embedded else SENDER_THREADS,
+                    express_threads=EMBEDDED_EXPRESS_SENDER_THREADS if embedded else EXPRESS_SENDER_THREADS)
             return self._queues
 
     def park(self, origin: str, until) -> None:  # type: ignore[no-untyped-def]

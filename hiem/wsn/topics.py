@@ -19,6 +19,9 @@ from hiem.wstopics import (
     parse_expression,
 )
 
+#: the longest expression text kept in the cache of compiled expressions (1,024 entries at most)
+CACHED_TEXT_LIMIT = 1024
+
 
 def parse(data: TopicExpressionData) -> TopicExpression:
     try:
@@ -28,6 +31,8 @@ def parse(data: TopicExpressionData) -> TopicExpression:
             f"topic expression dialect {data.dialect!r} is not supported; use Simple, Concrete or Full "
             "(WS-Topics 1.3)") from None
     try:
+        if len(data.text) > CACHED_TEXT_LIMIT:  # whitespace-padded or over-long: parsed, never kept
+            return parse_expression(data.text, dialect, data.nsmap)
         return _compiled(data.text, dialect, _bindings(data.nsmap))
     except TopicExpressionError as exc:
         raise faults.InvalidTopicExpressionFault(f"invalid topic expression {data.text!r}: {exc.reason}") from None

@@ -270,7 +270,32 @@ def test_express_claims_go_first_in_their_consumers_queue(pipeline) -> None:  # 
 
     queues, written = pipeline(send, limit=1)
     queues.submit_all([(claim(n), "http://a:80") for n in range(5)])
-    queues.submit_all([(claim(100), "http://a:80")], express=True)
+    queues.submit_all([(claim(100), "http://a:80"), (claim(101), "http://a:80")], express=True)
+    queues.submit_all([(claim(102), "http://a:80")], express=True)
     release.set()
-    wait_for(lambda: len(written.items()) == 6)
-    assert order == [0, 100, 1, 2, 3, 4]
+    wait_for(lambda: len(written.items()) == 8)
+    assert order == [0, 100, 101, 102, 1, 2, 3, 4]  # express first, each kind in the order it came
+
+
+def test_express_claims_never_wait_for_room_they_are_given_back(pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A consumer that hangs holds at most EXPRESS_ORIGIN_LIMIT waiting express claims; the rest are given
+    back to the database at once (the caller, a fan-out task, is never blocked by one slow consumer)."""
+    monkeypatch.setattr(sending, "EXPRESS_ORIGIN_LIMIT", 3)
+    release = threading.Event()
+
+    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
+        release.wait(10)
+        return Attempted(c, origin, status_code=202)
+
+    queues, written = pipeline(send, limit=1)
+    try:
+        started = time.monotonic()
+        queues.submit_all([(claim(n, "http://hang/"), "http://hang:80") for n in range(10)], express=True)
+        assert time.monotonic() - started < 1.0
+        # 1 sending + 3 waiting; the other 6 given back, due again shortly
+        wait_for(lambda: len(written.items()) == 6)
+        assert all(item.released_until is not None for item in written.items())
+        assert sorted(item.claim.delivery_id for item in written.items()) == list(range(4, 10))
+    finally:
+        release.set()
+    wait_for(lambda: len(written.items()) == 10)
