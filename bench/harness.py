@@ -314,7 +314,14 @@ class DeliveryTable:
 
     def wait_all(self, notification_id: int, expected: int, timeout: float, poll: float = 0.05,
                  states: tuple[str, ...] = ("delivered",)) -> dict[str, Any]:
-        """Poll until ``expected`` deliveries of the notification reached one of ``states``."""
+        """Poll until ``expected`` deliveries of the notification reached one of ``states``.
+
+        Above 10,000 deliveries the poll is once a second: each poll counts the notification's rows, and at
+        100,000 a poll every 50 ms cost PostgreSQL about 1 ms of CPU per delivery, charged to the broker's
+        database in the CPU figures. The figures come from the rows' own timestamps, not from the poll.
+        """
+        if expected > 10_000:
+            poll = max(poll, 1.0)
         deadline = time.monotonic() + timeout
         last: dict[str, int] = {}
         while time.monotonic() < deadline:
