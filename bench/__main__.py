@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["services"] = {k: v or "ok" for k, v in missing.items()}
         distributed_ok = not missing["postgresql"] and not missing["redis"]
         for key in ("baselines", "signing", "subscribe", "durability", "fanout", "fanout_ec", "publisher_latency",
-                    "memory",
-                    "matching", "options", "fanout_default_limit", "profile", "operator_reads",
+                    "memory", "matching", "options", "fanout_default_limit", "profile", "operator_reads",
                     "fanout_concurrency", "errors"):
             results.setdefault(key, {})
 

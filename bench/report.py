@@ -306,6 +306,7 @@ def markdown(results: dict[str, Any]) -> str:
         shape = f"{base_opt['notifications']}x{base_opt['n']}"
         row("M Notifies x N subscribers (defaults)", mode, shape, f"{_fmt(base_opt['seconds'])} s", "", "1",
             other(base_opt))
+        # older results files also hold "ec_p256_key", now measured as its own fan-out (fanout_ec)
         for key, label in (("ordered", "HIEM_ORDERED_DELIVERY=1"), ("audit_shipping", "audit shipping on (UDP)"),
                            ("ec_p256_key", "broker signing key EC P-256 instead of RSA-2048")):
             entry = opts.get(key, {})
@@ -377,11 +378,10 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         for role_index, role in enumerate(sorted({r for n in ns for r in by_n[str(n)].get("peak_rss_mb", {})})):
             right.plot(ns, [by_n[str(n)]["peak_rss_mb"].get(role) for n in ns], marker="os^v"[role_index % 4],
                        color=color, label=f"{mode}: {role}")
+    ns = sorted({int(n) for by_n in series.values() for n in by_n})
     if a:
-        ns = sorted({int(n) for by_n in series.values() for n in by_n})
         left.plot(ns, [n / a for n in ns], linestyle="--", color="grey", label="(a) aiohttp loop, same consumer")
     if s_floor:
-        ns = sorted({int(n) for by_n in series.values() for n in by_n})
         left.plot(ns, [n / s_floor for n in ns], linestyle="-.", color="black", label="(s) signing floor, RSA-2048")
         for index, mode in enumerate(series):
             if mode in FANOUT_VS_S:

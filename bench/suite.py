@@ -603,15 +603,10 @@ def options(ctx: Context, mode: str) -> dict[str, Any]:
     finally:
         sink.stop()
     found["audit_shipping"]["cost_ratio"] = ratio(found["audit_shipping"]["seconds"], found["baseline"]["seconds"])
-    key_path, cert_path = ec_identity(ctx.tmp / "ec-identity")
-    found["ec_p256_key"] = option_run(ctx, mode, "opt-ec", HIEM_SIGNING_KEY=str(key_path),
-                                      HIEM_SIGNING_CERT=str(cert_path))
-    found["ec_p256_key"]["cost_ratio"] = ratio(found["ec_p256_key"]["seconds"], found["baseline"]["seconds"])
     base = found["baseline"]
     ctx.log(f"  {mode}: {base['notifications']} Notifies x {base['n']} subscribers: {base['seconds']:.1f}s; "
             f"ordered {found['ordered']['seconds']:.1f}s (x{found['ordered']['cost_ratio']}); audit shipping "
-            f"{found['audit_shipping']['seconds']:.1f}s (x{found['audit_shipping']['cost_ratio']}); "
-            f"EC P-256 signing key {found['ec_p256_key']['seconds']:.1f}s (x{found['ec_p256_key']['cost_ratio']})")
+            f"{found['audit_shipping']['seconds']:.1f}s (x{found['audit_shipping']['cost_ratio']})")
     return found
 
 

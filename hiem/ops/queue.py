@@ -2,8 +2,8 @@
 
 Distributed mode: the Redis lists behind the Celery queue ``HIEM_QUEUE`` and its express lane (LLEN, one
 list per priority step as kombu lays them out) and the Celery workers that say they consume that queue.
-Embedded mode has
-neither: its single worker runs inside ``hiem serve`` on an in-memory transport, and the console says so.
+Embedded mode has neither: its single worker runs inside ``hiem serve`` on an in-memory transport, and
+the console says so.
 
 A broadcast waits its whole timeout for replies, so answers are cached briefly: console pages poll every
 few seconds and many operators may be watching.

@@ -55,8 +55,9 @@ def configure(settings: Settings) -> Celery:
 
 
 def express_queue(queue: str) -> str:
-    """The queue's express lane: fan-out tasks and the deliveries of small fan-outs. Workers take from both
-    lanes in turn, so a small notification never waits behind a large fan-out's thousands of deliveries."""
+    """The queue's express lane, for fan-out tasks. Workers take from both lanes in turn, so a notification's
+    fan-out never waits behind a large fan-out's thousands of deliveries (and a fan-out of at most
+    ``tasks.EXPRESS_DELIVERIES`` is then sent by the process that ran it)."""
     return f"{queue}.express"
 
 

@@ -8,10 +8,9 @@ class CeleryDispatcher:
         self.queue = queue
 
     def fanout(self, notification_id: int) -> None:
-        from hiem.worker.celery_app import express_queue
-        from hiem.worker.tasks import fanout
+        from hiem.worker.tasks import send_fanout
 
-        fanout.apply_async((notification_id,), queue=express_queue(self.queue))
+        send_fanout(notification_id, self.queue)
 
     def deliver_in_order(self, delivery_ids: list[int]) -> None:
         from hiem.worker.tasks import deliver

@@ -50,7 +50,7 @@ def sweep_once() -> tuple[int, int]:
     with rt.db.session() as session:
         fanouts = store.stale_fanouts(session, cutoff, SWEEP_LIMIT)
     for notification_id in fanouts:
-        send_fanout(notification_id)
+        send_fanout(notification_id, rt.settings.queue)
     with rt.db.session() as session:
         due = store.requeue_due(session, cutoff, SWEEP_LIMIT)
     if due:

@@ -140,15 +140,14 @@ def send_deliveries(ids: list[int]) -> None:
         deliver.apply_async((ids[start:start + DELIVER_CHUNK],))
 
 
-def send_fanout(notification_id: int) -> None:
-    fanout.apply_async((notification_id,), queue=express_queue(runtime().settings.queue))
+def send_fanout(notification_id: int, queue: str) -> None:
+    """Queue a notification's fan-out on the express lane of ``queue`` (HIEM_QUEUE)."""
+    fanout.apply_async((notification_id,), queue=express_queue(queue))
 
 
 @app.task(name="hiem.deliver")
-def deliver(delivery_ids: list[int], sequential: bool = False, express: bool = False) -> None:
-    """Send a batch concurrently, or one after the other (a resumed subscription's backlog, in order).
-    ``express``: a small fan-out's batch, sent on this process's express sender threads (the way
-    :func:`send_here` sends them; a message queued by a version that routed them through the queue)."""
+def deliver(delivery_ids: list[int], sequential: bool = False) -> None:
+    """Send a batch concurrently, or one after the other (a resumed subscription's backlog, in order)."""
     if sequential:
         _deliver_in_order(delivery_ids)
         return
@@ -157,7 +156,7 @@ def deliver(delivery_ids: list[int], sequential: bool = False, express: bool = F
     # a worker slot per notification and starve every other consumer. Nothing is lost if this process
     # dies: each claim's lease expires and the sweeper sends it again.
     rt = runtime()
-    pipeline.queues(rt).submit_all(claim_admitted(rt, delivery_ids), express=express)
+    pipeline.queues(rt).submit_all(claim_admitted(rt, delivery_ids))
 
 
 def claim_admitted(rt: Runtime, delivery_ids: list[int]) -> list[tuple[store.Claim, str]]:

@@ -19,8 +19,8 @@ from tests.support.services import fresh_postgres_database, require_redis
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-SECTIONS = {"meta", "baselines", "signing", "subscribe", "fanout", "fanout_default_limit", "publisher_latency",
-            "memory", "matching", "options", "fanout_concurrency", "targets"}
+SECTIONS = {"meta", "baselines", "signing", "subscribe", "fanout", "fanout_ec", "fanout_default_limit",
+            "publisher_latency", "memory", "matching", "options", "fanout_concurrency", "targets"}
 
 
 def test_bench_smoke_writes_results(tmp_path: Path) -> None:

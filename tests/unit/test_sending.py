@@ -45,6 +45,17 @@ def wait_for(predicate, timeout: float = 10.0) -> object:  # type: ignore[no-unt
     return wait_until(predicate, timeout, "the pipeline", interval=0.01)
 
 
+def hanging_on(release: threading.Event, origin: str | None = None):  # type: ignore[no-untyped-def]
+    """A send that holds its thread until ``release`` for ``origin`` (every origin when None), then succeeds."""
+
+    def send(_rt, c: Claim, at: str) -> Attempted:  # type: ignore[no-untyped-def]
+        if origin is None or at == origin:
+            release.wait(10)
+        return Attempted(c, at, status_code=202)
+
+    return send
+
+
 @pytest.fixture
 def pipeline():  # type: ignore[no-untyped-def]
     made: list[tuple[OriginQueues, OutcomeRecorder]] = []
@@ -89,13 +100,7 @@ def test_a_hanging_consumer_does_not_hold_back_another(pipeline, monkeypatch) ->
     monkeypatch.setattr(sending, "ORIGIN_QUEUE_LIMIT", 2)
     monkeypatch.setattr(sending, "BUSY_WAIT_SECONDS", 0.2)
     release = threading.Event()
-
-    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
-        if origin == "http://hang:80":
-            release.wait(10)
-        return Attempted(c, origin, status_code=202)
-
-    queues, written = pipeline(send, limit=1)
+    queues, written = pipeline(hanging_on(release, "http://hang:80"), limit=1)
     started = time.monotonic()
     queues.submit_all([(claim(n, "http://hang/"), "http://hang:80") for n in range(10)])
     queues.submit_all([(claim(100 + n, "http://ok/"), "http://ok:80") for n in range(5)])
@@ -241,13 +246,7 @@ def test_express_claims_are_sent_while_every_main_sender_is_busy(pipeline) -> No
     """A small fan-out's deliveries have sender threads of their own: they go out while all 8 main threads
     hang on a large fan-out's consumer."""
     release = threading.Event()
-
-    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
-        if origin == "http://big:80":
-            release.wait(10)
-        return Attempted(c, origin, status_code=202)
-
-    queues, written = pipeline(send, limit=8)
+    queues, written = pipeline(hanging_on(release, "http://big:80"), limit=8)
     try:
         queues.submit_all([(claim(n, "http://big/"), "http://big:80") for n in range(20)])
         queues.submit_all([(claim(100 + n, "http://small/"), "http://small:80") for n in range(5)], express=True)
@@ -282,12 +281,7 @@ def test_express_claims_never_wait_for_room_they_are_given_back(pipeline, monkey
     back to the database at once (the caller, a fan-out task, is never blocked by one slow consumer)."""
     monkeypatch.setattr(sending, "EXPRESS_ORIGIN_LIMIT", 3)
     release = threading.Event()
-
-    def send(_rt, c: Claim, origin: str) -> Attempted:  # type: ignore[no-untyped-def]
-        release.wait(10)
-        return Attempted(c, origin, status_code=202)
-
-    queues, written = pipeline(send, limit=1)
+    queues, written = pipeline(hanging_on(release), limit=1)
     try:
         started = time.monotonic()
         queues.submit_all([(claim(n, "http://hang/"), "http://hang:80") for n in range(10)], express=True)
